@@ -91,6 +91,11 @@ int ScriptedNetwork::DropIf(const std::function<bool(const Message&)>& pred) {
   return static_cast<int>(before - queue_.size());
 }
 
+void ScriptedNetwork::MutateQueued(const std::function<void(Message&)>& fn) {
+  Flush();
+  for (Message& m : queue_) fn(m);
+}
+
 void ScriptedNetwork::Cut(uint64_t a, uint64_t b) {
   cut_.insert({a, b});
   cut_.insert({b, a});

@@ -41,6 +41,8 @@ class ScriptedNetwork {
   int DeliverIf(const std::function<bool(const Message&)>& pred);
   // Drops queued messages that `pred` accepts; returns how many.
   int DropIf(const std::function<bool(const Message&)>& pred);
+  // Lets a test rewrite queued messages (say, strip some entries).
+  void MutateQueued(const std::function<void(Message&)>& fn);
   const std::deque<Message>& queued() const { return queue_; }
 
   // Links that lose every message, in both directions.
