@@ -103,6 +103,7 @@ void Raft::Tick() {
     }
     // A transfer that did not finish within an election timeout is abandoned.
     AbortLeaderTransfer();
+    HandOffAfterRemoval();
   }
   if (heartbeat_elapsed_ >= heartbeat_timeout_) {
     heartbeat_elapsed_ = 0;

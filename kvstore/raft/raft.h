@@ -105,6 +105,7 @@ class Raft {
   void LeaderHandleTransfer(uint64_t to);
   void AnswerRead(uint64_t from, uint64_t request_id, uint64_t index);
   void AbortLeaderTransfer() { lead_transferee_ = kNone; }
+  void HandOffAfterRemoval();
 
   uint64_t NextRandom();
 

@@ -306,19 +306,10 @@ void Raft::ApplyConfChange(const ConfChange& cc) {
   if (role_ != Role::kLeader) return;
   if (lead_transferee_ != kNone && !next->IsVoter(lead_transferee_)) AbortLeaderTransfer();
   if (!next->IsVoter(id_)) {
-    // We were removed: hand over to the most up-to-date voter and step down, so that the
-    // remaining members need not wait for an election timeout.
-    uint64_t best = kNone, best_match = 0;
-    for (uint64_t v : next->voters) {
-      const Progress* pr = trk_.Get(v);
-      if (pr != nullptr && pr->match > best_match) {
-        best = v;
-        best_match = pr->match;
-      }
-    }
-    if (best != kNone) SendTimeoutNow(best);
-    BecomeFollower(term_, kNone);
-    return;
+    // We were removed. We accept no more proposals but keep leading until a remaining voter
+    // holds our whole log (and so learns what is committed), then hand over to it: stepping
+    // down at once could leave the others unable to learn that our removal committed.
+    HandOffAfterRemoval();
   }
   if (MaybeCommit()) {
     OnCommitAdvanced();
@@ -327,6 +318,19 @@ void Raft::ApplyConfChange(const ConfChange& cc) {
       if (id != id_) SendAppend(id, /*send_if_empty=*/false);
     }
   }
+}
+
+void Raft::HandOffAfterRemoval() {
+  if (role_ != Role::kLeader || trk_.config().IsVoter(id_) || lead_transferee_ != kNone) return;
+  uint64_t best = kNone, best_match = 0;
+  for (uint64_t v : trk_.config().voters) {
+    const Progress* pr = trk_.Get(v);
+    if (pr != nullptr && (best == kNone || pr->match > best_match)) {
+      best = v;
+      best_match = pr->match;
+    }
+  }
+  if (best != kNone) LeaderHandleTransfer(best);
 }
 
 void Raft::OnApplied() {

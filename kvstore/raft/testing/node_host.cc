@@ -47,6 +47,7 @@ std::vector<Message> NodeHost::Drain() {
 void NodeHost::Persist(const Ready& rd) {
   if (!rd.snapshot.IsEmpty()) {
     if (!disk_.ApplySnapshot(rd.snapshot).ok()) std::abort();
+    if (on_persist_snapshot) on_persist_snapshot(id_, rd.snapshot);
   }
   if (!rd.entries.empty()) {
     if (!disk_.Append(rd.entries).ok()) std::abort();
@@ -78,6 +79,7 @@ void NodeHost::Apply(const Ready& rd) {
 }
 
 absl::Status NodeHost::SnapshotAndCompact(uint64_t keep) {
+  if (!up()) return absl::FailedPreconditionError("node is down");
   if (applied_index_ <= disk_.FirstIndex() - 1) return absl::OkStatus();
   if (applied_index_ > disk_.LastIndex()) return absl::OkStatus();
   absl::Status s =

@@ -35,6 +35,8 @@ class NodeHost {
   std::function<void(uint64_t id, const Snapshot&)> on_snapshot;
   // Called for each read state handed out.
   std::function<void(uint64_t id, const ReadState&)> on_read_state;
+  // Called when a snapshot is persisted (before the entries of the same Ready).
+  std::function<void(uint64_t id, const Snapshot&)> on_persist_snapshot;
   // Called for each batch of entries persisted.
   std::function<void(uint64_t id, const std::vector<Entry>&)> on_persist;
 
