@@ -27,9 +27,7 @@ bool TimeoutNowTo(const Message& m, uint64_t to) {
   return m.type == MessageType::kTimeoutNow && m.to == to;
 }
 
-uint64_t Term(ScriptedNetwork& net, uint64_t id) {
-  return net.node(id).Status().hard_state.term;
-}
+uint64_t Term(ScriptedNetwork& net, uint64_t id) { return net.node(id).Status().hard_state.term; }
 
 TEST(LeadershipTransferTest, UpToDateTargetGetsTimeoutNowAndLeadsInNextTerm) {
   ScriptedNetwork net(3);
@@ -67,9 +65,9 @@ TEST(LeadershipTransferTest, LaggingTargetIsCaughtUpBeforeTimeoutNow) {
   net.Flush();
   EXPECT_EQ(net.node(1).Status().lead_transferee, 3u);
   EXPECT_EQ(CountQueued(net, [](const Message& m) { return TimeoutNowTo(m, 3); }), 0);
-  EXPECT_GE(CountQueued(net,
-                        [](const Message& m) { return m.type == MessageType::kApp && m.to == 3; }),
-            1);
+  EXPECT_GE(
+      CountQueued(net, [](const Message& m) { return m.type == MessageType::kApp && m.to == 3; }),
+      1);
 
   // Deliver the catch-up exchange one message at a time: TimeoutNow may only appear once
   // 3 holds the leader's whole log.
@@ -191,11 +189,9 @@ TEST(LeadershipTransferTest, TargetWinsAlthoughVotersAreWithinCheckQuorumLease) 
   ASSERT_NO_FATAL_FAILURE(StartTransferWithVotersInLease(net));
   const uint64_t term = Term(net, 2);
   // TimeoutNow skips pre-vote and marks the request as a transfer.
-  EXPECT_EQ(CountQueued(net,
-                        [](const Message& m) {
-                          return m.type == MessageType::kVote && m.transfer;
-                        }),
-            2);
+  EXPECT_EQ(
+      CountQueued(net, [](const Message& m) { return m.type == MessageType::kVote && m.transfer; }),
+      2);
   net.Stabilize();
   EXPECT_TRUE(net.host(2).IsLeader());
   EXPECT_EQ(Term(net, 2), term);
@@ -209,8 +205,7 @@ TEST(LeadershipTransferTest, WithoutTransferFlagVotersInLeaseIgnoreTheTarget) {
   });
   net.DeliverIf([](const Message& m) { return m.type == MessageType::kVote; });
   // Neither the old leader nor 3 answers, and neither moves to the candidate's term.
-  EXPECT_EQ(CountQueued(net, [](const Message& m) { return m.type == MessageType::kVoteResp; }),
-            0);
+  EXPECT_EQ(CountQueued(net, [](const Message& m) { return m.type == MessageType::kVoteResp; }), 0);
   EXPECT_FALSE(net.host(2).IsLeader());
   EXPECT_LT(Term(net, 3), Term(net, 2));
 }

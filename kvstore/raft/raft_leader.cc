@@ -190,13 +190,19 @@ void Raft::LeaderHandleAppendResponse(const Message& m) {
     return;
   }
   const bool was_paused = pr->IsPaused();
-  if (!pr->MaybeUpdate(m.index)) return;
+  // An answer to a probe that matches what we already knew still ends the probing.
+  const bool probe_matched = pr->state == ProgressState::kProbe && pr->match == m.index;
+  if (!pr->MaybeUpdate(m.index) && !probe_matched) return;
   switch (pr->state) {
     case ProgressState::kProbe:
       pr->BecomeReplicate();
       break;
     case ProgressState::kSnapshot:
-      if (pr->match >= pr->pending_snapshot) pr->BecomeProbe();
+      // Once the follower can be caught up from our log, replicate to it at once.
+      if (pr->match + 1 >= log_.FirstIndex()) {
+        pr->BecomeProbe();
+        pr->BecomeReplicate();
+      }
       break;
     case ProgressState::kReplicate:
       pr->inflights.FreeLE(m.index);
@@ -302,7 +308,9 @@ void Raft::ReportSnapshot(uint64_t id, bool ok) {
 void Raft::ApplyConfChange(const ConfChange& cc) {
   absl::StatusOr<Configuration> next = raft::ApplyConfChange(trk_.config(), cc);
   if (!next.ok()) return;  // every member ignores the same invalid change
-  trk_.SetConfig(*next, log_.LastIndex() + 1);
+  // A new member is first probed with our last entry, so that it hears from us at once
+  // (below) rather than at the next heartbeat or proposal.
+  trk_.SetConfig(*next, std::max<uint64_t>(log_.LastIndex(), 1));
   if (role_ != Role::kLeader) return;
   if (lead_transferee_ != kNone && !next->IsVoter(lead_transferee_)) AbortLeaderTransfer();
   if (!next->IsVoter(id_)) {

@@ -62,8 +62,8 @@ TEST(ReadIndexTest, LeaderAnswersOnlyAfterQuorumAcknowledgesHeartbeatRound) {
 
   // One acknowledgement plus the leader itself is a quorum of three.
   EXPECT_EQ(net.DeliverIf([](const Message& m) {
-              return m.type == MessageType::kHeartbeatResp && m.from == 2;
-            }),
+    return m.type == MessageType::kHeartbeatResp && m.from == 2;
+  }),
             1);
   ASSERT_EQ(reads.Of(1).size(), 1u);
   EXPECT_EQ(reads.Of(1)[0], (ReadState{.index = commit, .request_id = 7}));

@@ -31,40 +31,72 @@ int StabilizeCountingSnapshots(ScriptedNetwork& net, uint64_t to) {
   return snaps;
 }
 
-TEST(SnapshotTest, FollowerBehindCompactionReceivesSnapshotAndCatchesUp) {
-  ScriptedNetwork net(3);
-  std::vector<Snapshot> installed;
-  net.host(3).on_snapshot = [&](uint64_t, const Snapshot& s) { installed.push_back(s); };
+// Member 3 is down while the leader commits "b".."d" and compacts its log up to them, so
+// that the entry 3 needs next (index 4) is gone; then 3 comes back.
+void CompactPastCrashedFollower(ScriptedNetwork& net) {
   ASSERT_TRUE(net.Elect(1));
   ASSERT_TRUE(net.ProposeAndCommit(1, "a").ok());  // index 3
   net.host(3).Crash();
   for (const char* v : {"b", "c", "d"}) ASSERT_TRUE(net.ProposeAndCommit(1, v).ok());
   ASSERT_EQ(net.host(1).applied_index(), 6u);
   ASSERT_TRUE(net.host(1).SnapshotAndCompact(/*keep=*/0).ok());
-  // 3 needs index 4 next, and the leader no longer has it.
   ASSERT_EQ(net.host(1).disk().FirstIndex(), 7u);
-
   ASSERT_TRUE(net.host(3).Restart().ok());
   ASSERT_EQ(net.node(3).LastIndex(), 3u);
+}
+
+TEST(SnapshotTest, FollowerBehindCompactionReceivesSnapshotAndCatchesUp) {
+  ScriptedNetwork net(3);
+  std::vector<Snapshot> installed;
+  net.host(3).on_snapshot = [&](uint64_t, const Snapshot& s) { installed.push_back(s); };
+  ASSERT_NO_FATAL_FAILURE(CompactPastCrashedFollower(net));
+
   net.TickAll();  // a heartbeat tells the leader that 3 is back
   EXPECT_EQ(StabilizeCountingSnapshots(net, 3), 1);
   ASSERT_EQ(installed.size(), 1u);
   EXPECT_EQ(installed[0].meta.index, 6u);
   EXPECT_EQ(net.node(3).FirstIndex(), 7u);  // its own log now starts after the snapshot
-
-  // Later entries travel as ordinary appends.
-  ASSERT_TRUE(net.ProposeAndCommit(1, "e").ok());
-  const std::vector<std::string> want = {"a", "b", "c", "d", "e"};
+  const std::vector<std::string> want = {"a", "b", "c", "d"};
   for (uint64_t id : net.ids()) {
     EXPECT_EQ(net.host(id).state(), want) << "member " << id;
-    EXPECT_EQ(net.host(id).applied_index(), 7u) << "member " << id;
+    EXPECT_EQ(net.host(id).applied_index(), 6u) << "member " << id;
   }
 
-  // What 3 persisted is enough to restart from: snapshot plus the entries after it.
+  // What 3 persisted is enough to restart from: the snapshot replaces the old log.
   net.host(3).Crash();
   ASSERT_TRUE(net.host(3).Restart().ok());
   net.Flush();
   EXPECT_EQ(net.host(3).state(), want);
+  EXPECT_EQ(net.node(3).FirstIndex(), 7u);
+
+  // The cluster continues with 3 in it.
+  net.TickAll();
+  net.Stabilize();
+  ASSERT_TRUE(net.ProposeAndCommit(1, "e").ok());
+  for (uint64_t id : net.ids()) {
+    EXPECT_EQ(net.host(id).state(), (std::vector<std::string>{"a", "b", "c", "d", "e"}))
+        << "member " << id;
+  }
+}
+
+// Once the snapshot is installed and acknowledged, the leader's next proposal goes to the
+// follower with the usual appends; it should not have to wait for a heartbeat.
+TEST(SnapshotTest, AfterSnapshotNextProposalReachesFollowerWithoutHeartbeat) {
+  ScriptedNetwork net(3);
+  ASSERT_NO_FATAL_FAILURE(CompactPastCrashedFollower(net));
+  net.TickAll();
+  ASSERT_EQ(StabilizeCountingSnapshots(net, 3), 1);
+  ASSERT_EQ(net.host(3).applied_index(), 6u);
+
+  ASSERT_TRUE(net.node(1).Propose("e").ok());
+  net.Flush();
+  int appends_to_3 = 0;
+  for (const Message& m : net.queued()) {
+    appends_to_3 += (m.type == MessageType::kApp && m.to == 3) ? 1 : 0;
+  }
+  EXPECT_EQ(appends_to_3, 1);
+  net.Stabilize();
+  EXPECT_EQ(net.host(3).state(), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
 }
 
 TEST(SnapshotTest, CompactionKeepsLaterEntriesReadableAndSpareFollowerNeedsNoSnapshot) {
@@ -130,8 +162,8 @@ TEST(SnapshotTest, MemoryStorageRejectsInvalidCompactAndSnapshot) {
   EXPECT_EQ(s.GetSnapshot()->meta.index, 1u);
 
   ASSERT_TRUE(s.CreateSnapshot(3, ConfState{.voters = {1}}, "state@3").ok());
-  EXPECT_EQ(s.GetSnapshot()->meta, (SnapshotMeta{.index = 3, .term = 2,
-                                                 .conf_state = ConfState{.voters = {1}}}));
+  EXPECT_EQ(s.GetSnapshot()->meta,
+            (SnapshotMeta{.index = 3, .term = 2, .conf_state = ConfState{.voters = {1}}}));
   EXPECT_TRUE(absl::IsFailedPrecondition(s.CreateSnapshot(3, ConfState{.voters = {1}}, "")));
   ASSERT_TRUE(s.Compact(3).ok());
   EXPECT_EQ(s.FirstIndex(), 4u);

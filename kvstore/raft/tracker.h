@@ -28,6 +28,7 @@ class ProgressTracker {
 
   Progress* Get(uint64_t id);
   std::map<uint64_t, Progress>& progress() { return progress_; }
+  const std::map<uint64_t, Progress>& progress() const { return progress_; }
   // Resets every progress as a new leader does.
   void ResetProgress(uint64_t next_index);
 

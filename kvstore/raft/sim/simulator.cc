@@ -1,6 +1,7 @@
 #include "kvstore/raft/sim/simulator.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -43,8 +44,12 @@ struct InFlight {
   uint64_t at;
   uint64_t seq;
   Message m;
-  // Not a message: the transport telling m.from how sending snapshot m to m.to ended.
-  bool snapshot_report = false;
+  enum Kind : uint8_t {
+    kMessage,
+    kSnapshotReport,  // the transport tells m.from how sending snapshot m to m.to ended
+    kCrash,           // m.to crashes
+  };
+  Kind kind = kMessage;
   bool snapshot_ok = false;
   bool operator>(const InFlight& o) const { return at != o.at ? at > o.at : seq > o.seq; }
 };
@@ -68,6 +73,7 @@ class World {
   uint64_t Leader() const;
   void InjectFaults(uint64_t tick);
   void Crash(uint64_t id, uint64_t tick);
+  void ScheduleCrash(uint64_t id, uint64_t delay);
   void Restart(uint64_t id);
   void Partition();
   void ChangeMembership(uint64_t leader);
@@ -84,12 +90,14 @@ class World {
   double drop_rate_ = 0, dup_rate_ = 0;
   uint64_t max_delay_ = 10;
   uint64_t now_ = 0;
+  bool faults_active_ = true;
   uint64_t seq_ = 0;
   SafetyChecker checker_;
   SimResult result_;
 
   std::map<uint64_t, std::unique_ptr<NodeHost>> hosts_;
   std::map<uint64_t, Membership> membership_;
+  std::map<uint64_t, uint64_t> last_seen_member_at_;  // applied index of the latest config with it
   std::map<uint64_t, int> phase_;           // sub-tick at which each member ticks
   std::map<uint64_t, uint64_t> restart_at_;  // crashed members and when they come back
   uint64_t next_id_;
@@ -205,6 +213,11 @@ void World::Drain(uint64_t id) {
       last_leader_ = id;
       ++result_.leaders;
       Log(absl::StrCat("member ", id, " leads term ", n.Status().hard_state.term));
+      // A nemesis that kills new leaders within a few message delays leaves logs that
+      // disagree about the last terms: the ground where commitment rules matter.
+      if (faults_active_ && rng_.Chance(std::min(1.0, 0.05 * o_.fault_intensity))) {
+        ScheduleCrash(id, 1 + rng_.Uniform(3 * max_delay_));
+      }
     }
   }
 }
@@ -214,7 +227,8 @@ void World::Send(Message m) {
   if (rng_.Chance(drop_rate_)) {
     // A snapshot stream that breaks is reported to the sender, as a real transport does.
     if (m.type == MessageType::kSnap) {
-      network_.push(InFlight{now_ + 1 + rng_.Uniform(max_delay_), seq_++, std::move(m), true});
+      network_.push(InFlight{now_ + 1 + rng_.Uniform(max_delay_), seq_++, std::move(m),
+                              InFlight::kSnapshotReport});
     }
     return;
   }
@@ -230,13 +244,19 @@ void World::DeliverUntil(uint64_t now) {
   while (!network_.empty() && network_.top().at <= now) {
     InFlight f = network_.top();
     network_.pop();
-    if (f.snapshot_report) {
-      if (Up(f.m.from)) {
-        hosts_.at(f.m.from)->node().ReportSnapshot(f.m.to, f.snapshot_ok);
-        Drain(f.m.from);
-      }
-    } else {
-      Deliver(f.m);
+    switch (f.kind) {
+      case InFlight::kSnapshotReport:
+        if (Up(f.m.from)) {
+          hosts_.at(f.m.from)->node().ReportSnapshot(f.m.to, f.snapshot_ok);
+          Drain(f.m.from);
+        }
+        break;
+      case InFlight::kCrash:
+        if (Up(f.m.to) && faults_active_) Crash(f.m.to, now_ / kUnitsPerTick);
+        break;
+      case InFlight::kMessage:
+        Deliver(f.m);
+        break;
     }
     if (!checker_.ok()) return;
   }
@@ -245,7 +265,13 @@ void World::DeliverUntil(uint64_t now) {
 void World::Deliver(const Message& m) {
   const bool delivered = Up(m.to) && !blocked_.count({m.from, m.to});
   if (m.type == MessageType::kSnap) {
-    network_.push(InFlight{now_ + 1, seq_++, m, true, delivered});
+    network_.push(InFlight{now_ + 1, seq_++, m, InFlight::kSnapshotReport, delivered});
+  }
+  if (o_.verbose && std::getenv("SIM_TRACE_MESSAGES")) {
+    Log(absl::StrCat(delivered ? "deliver " : "lose ", MessageTypeName(m.type), " ", m.from,
+                     "->", m.to, " term ", m.term, " index ", m.index, " log_term ", m.log_term,
+                     " entries ", m.entries.size(), " commit ", m.commit, " reject ", m.reject,
+                     " hint ", m.reject_hint));
   }
   if (!delivered) return;
   ++result_.messages_delivered;
@@ -253,9 +279,16 @@ void World::Deliver(const Message& m) {
   Drain(m.to);
 }
 
+void World::ScheduleCrash(uint64_t id, uint64_t delay) {
+  if (!faults_active_) return;
+  Message target;
+  target.to = id;
+  network_.push(InFlight{now_ + delay, seq_++, std::move(target), InFlight::kCrash});
+}
+
 void World::Crash(uint64_t id, uint64_t tick) {
   hosts_.at(id)->Crash();
-  restart_at_[id] = tick + 5 + rng_.Uniform(200);
+  restart_at_[id] = tick + 5 + rng_.Uniform(rng_.Chance(0.5) ? 30 : 200);
   ++result_.crashes;
   // Clients of a crashed member lose their connection: nothing of theirs is acknowledged.
   std::erase_if(pending_writes_, [id](const auto& kv) { return kv.second == id; });
@@ -327,12 +360,20 @@ void World::ChangeMembership(uint64_t leader) {
 void World::TrackMembership() {
   const uint64_t leader = Leader();
   if (leader == kNone) return;
-  const ConfState cs = hosts_.at(leader)->node().Status().conf_state;
-  const Configuration c = Configuration::FromConfState(cs);
+  const NodeHost& l = *hosts_.at(leader);
+  // The configuration in force at the leader's applied index; a leader that has applied
+  // less may still show an older one.
+  const uint64_t at = l.applied_index();
+  const Configuration c = Configuration::FromConfState(l.node().Status().conf_state);
   const std::set<uint64_t> members = c.Members();
   for (auto& [id, m] : membership_) {
-    if (m == Membership::kJoining && members.count(id)) m = Membership::kMember;
-    if (m == Membership::kMember && !members.count(id) && !c.IsJoint() && id != leader) {
+    if (members.count(id)) {
+      last_seen_member_at_[id] = std::max(last_seen_member_at_[id], at);
+      if (m == Membership::kJoining) m = Membership::kMember;
+      continue;
+    }
+    if (m == Membership::kMember && !c.IsJoint() && id != leader &&
+        at > last_seen_member_at_[id]) {
       // Its removal is committed: shut it down for good, as an operator would.
       m = Membership::kRemoved;
       hosts_.at(id)->Crash();
@@ -345,7 +386,11 @@ void World::TrackMembership() {
 void World::InjectFaults(uint64_t tick) {
   const double k = o_.fault_intensity;
   std::vector<uint64_t> up = UpHosts();
-  if (!up.empty() && rng_.Chance(0.004 * k)) Crash(rng_.Pick(up), tick);
+  if (!up.empty() && rng_.Chance(0.004 * k)) {
+    // Leaders crash more often than others: their crashes are the interesting ones.
+    const uint64_t leader = Leader();
+    Crash(leader != kNone && rng_.Chance(0.5) ? leader : rng_.Pick(up), tick);
+  }
   if (rng_.Chance(0.005 * k)) Partition();
   if (!blocked_.empty() && rng_.Chance(0.01)) {
     blocked_.clear();
@@ -378,6 +423,10 @@ void World::ClientOps() {
     if (hosts_.at(at)->node().Propose(data).ok()) {
       pending_writes_[data] = at;
       Drain(at);
+      // Sometimes the leader dies with the proposal barely sent.
+      if (at == leader && rng_.Chance(std::min(1.0, 0.01 * o_.fault_intensity))) {
+        ScheduleCrash(at, 1 + rng_.Uniform(2 * max_delay_));
+      }
     }
   }
   if (rng_.Chance(0.2)) {
@@ -420,6 +469,7 @@ SimResult World::Run() {
   for (; tick < total && checker_.ok(); ++tick) {
     const bool faults = tick < static_cast<uint64_t>(o_.fault_ticks);
     if (tick == static_cast<uint64_t>(o_.fault_ticks)) {
+      faults_active_ = false;
       blocked_.clear();
       drop_rate_ = 0;
       dup_rate_ = 0;
@@ -460,6 +510,12 @@ SimResult World::Run() {
                      st.applied, " last ", st.last_index, " voters ", st.conf_state.voters.size(),
                      " outgoing ", st.conf_state.voters_outgoing.size(), " learners ",
                      st.conf_state.learners.size()));
+    if (st.soft_state.role != Role::kLeader) continue;
+    for (const auto& [pid, pr] : h->node().raft().tracker().progress()) {
+      Log(absl::StrCat("  progress of ", pid, ": ", ProgressStateName(pr.state), " match ",
+                       pr.match, " next ", pr.next, " paused ", pr.IsPaused(), " inflight ",
+                       pr.inflights.Count(), " active ", pr.recent_active));
+    }
   }
   result_.committed = checker_.max_applied_index();
   result_.reads_checked = checker_.reads_checked();
