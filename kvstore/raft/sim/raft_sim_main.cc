@@ -18,6 +18,7 @@ ABSL_FLAG(int, recovery_ticks, 600, "ticks allowed for recovery after the faults
 ABSL_FLAG(double, intensity, 1.0, "fault rate multiplier");
 ABSL_FLAG(std::string, bug, "none",
           "planted bug: none, commit-previous-term, double-vote, read-without-heartbeat");
+ABSL_FLAG(bool, leader_churn, false, "nemesis: one entry per append, new leaders often killed");
 ABSL_FLAG(bool, verbose, false, "trace the run");
 
 int main(int argc, char** argv) {
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   o.fault_ticks = absl::GetFlag(FLAGS_fault_ticks);
   o.recovery_ticks = absl::GetFlag(FLAGS_recovery_ticks);
   o.fault_intensity = absl::GetFlag(FLAGS_intensity);
+  o.leader_churn = absl::GetFlag(FLAGS_leader_churn);
   o.verbose = absl::GetFlag(FLAGS_verbose);
   const int runs = absl::GetFlag(FLAGS_runs);
   const int sizes[] = {1, 3, 5, 7};

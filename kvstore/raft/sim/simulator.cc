@@ -135,6 +135,11 @@ void World::RandomizeSettings() {
   drop_rate_ = rng_.Pick<double>({0, 0.01, 0.05, 0.1});
   dup_rate_ = rng_.Pick<double>({0, 0.02, 0.05});
   max_delay_ = rng_.Pick<uint64_t>({2, 10, 30});
+  if (o_.leader_churn) {
+    base_.max_size_per_msg = 1;
+    base_.max_inflight_msgs = 1;
+    max_delay_ = 30;
+  }
   result_.config = absl::StrCat(
       "size=", o_.cluster_size, " pre_vote=", base_.pre_vote, " check_quorum=",
       base_.check_quorum, " heartbeat_tick=", base_.heartbeat_tick, " max_size_per_msg=",
@@ -215,7 +220,8 @@ void World::Drain(uint64_t id) {
       Log(absl::StrCat("member ", id, " leads term ", n.Status().hard_state.term));
       // A nemesis that kills new leaders within a few message delays leaves logs that
       // disagree about the last terms: the ground where commitment rules matter.
-      if (faults_active_ && rng_.Chance(std::min(1.0, 0.05 * o_.fault_intensity))) {
+      const double kill_chance = o_.leader_churn ? 0.5 : 0.05 * o_.fault_intensity;
+      if (faults_active_ && rng_.Chance(std::min(1.0, kill_chance))) {
         ScheduleCrash(id, 1 + rng_.Uniform(3 * max_delay_));
       }
     }
@@ -410,7 +416,7 @@ void World::InjectFaults(uint64_t tick) {
     Log(absl::StrCat("leader ", leader, " transfers to ", to));
     Drain(leader);
   }
-  if (leader != kNone && rng_.Chance(0.003 * k)) ChangeMembership(leader);
+  if (leader != kNone && !o_.leader_churn && rng_.Chance(0.003 * k)) ChangeMembership(leader);
 }
 
 void World::ClientOps() {
@@ -550,6 +556,7 @@ std::string ReplayCommand(const SimOptions& o) {
                                  " --fault_ticks=", o.fault_ticks,
                                  " --recovery_ticks=", o.recovery_ticks);
   if (o.fault_intensity != 1.0) absl::StrAppend(&cmd, " --intensity=", o.fault_intensity);
+  if (o.leader_churn) absl::StrAppend(&cmd, " --leader_churn");
   if (o.planted_bug != PlantedBug::kNone) {
     absl::StrAppend(&cmd, " --bug=", PlantedBugName(o.planted_bug));
   }

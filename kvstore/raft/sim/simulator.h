@@ -26,6 +26,10 @@ struct SimOptions {
   PlantedBug planted_bug = PlantedBug::kNone;
   // Multiplies the rate of crashes, partitions, transfers and membership changes.
   double fault_intensity = 1.0;
+  // A nemesis aimed at commitment rules (Raft's figure 8): appends carry one entry at a
+  // time over a slow network, and new leaders are often killed within a few message
+  // delays of winning, leaving logs that disagree about their last terms.
+  bool leader_churn = false;
   bool verbose = false;
 };
 
