@@ -25,6 +25,12 @@ absl::Status Node::Propose(std::string data) {
   return raft_.Propose({std::move(e)});
 }
 
+absl::Status Node::ProposeBatch(std::vector<std::string> batch) {
+  std::vector<Entry> entries(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) entries[i].data = std::move(batch[i]);
+  return raft_.Propose(std::move(entries));
+}
+
 absl::Status Node::ProposeConfChange(const ConfChange& cc) {
   Entry e;
   e.type = EntryType::kConfChange;

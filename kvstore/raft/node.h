@@ -65,6 +65,9 @@ class Node {
   // Starts an election at once (pre-vote first when enabled).
   void Campaign() { raft_.Campaign(); }
   absl::Status Propose(std::string data);
+  // Proposes many entries as one message: the leader appends them together and sends
+  // them to each follower in one append (group commit of client requests).
+  absl::Status ProposeBatch(std::vector<std::string> batch);
   absl::Status ProposeConfChange(const ConfChange& cc);
   // A message from a peer.
   absl::Status Step(const Message& m);

@@ -2,6 +2,9 @@
 // backtracking, and the rule that only current-term entries commit by counting.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "kvstore/raft/testing/scripted_network.h"
 
 namespace raft {
@@ -45,7 +48,28 @@ TEST(ReplicationTest, ProposalWithoutLeaderIsDropped) {
   EXPECT_TRUE(absl::IsUnavailable(net.node(2).Propose("x")));
 }
 
-TEST(ReplicationTest, BatchingSendsManyEntriesInOneAppend) {
+TEST(ReplicationTest, BatchedProposalIsPersistedInOneReadyAndSentInOneAppend) {
+  ScriptedNetwork net(3);
+  ASSERT_TRUE(net.Elect(1));
+  std::vector<size_t> persisted;
+  net.host(1).on_persist = [&](uint64_t, const std::vector<Entry>& e) {
+    persisted.push_back(e.size());
+  };
+  ASSERT_TRUE(net.node(1).ProposeBatch(std::vector<std::string>(10, "e")).ok());
+  net.Flush();
+  EXPECT_EQ(persisted, std::vector<size_t>{10});
+  for (uint64_t to : {2, 3}) {
+    std::vector<size_t> appends;
+    for (const Message& m : net.queued()) {
+      if (AppTo(m, to)) appends.push_back(m.entries.size());
+    }
+    EXPECT_EQ(appends, std::vector<size_t>{10}) << "to " << to;
+  }
+  net.Stabilize();
+  EXPECT_EQ(net.host(3).state().size(), 10u);
+}
+
+TEST(ReplicationTest, SeparateProposalsArePipelinedWithoutWaitingForAnswers) {
   ScriptedNetwork net(3);
   ASSERT_TRUE(net.Elect(1));
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(net.node(1).Propose("e").ok());
