@@ -293,6 +293,42 @@ TEST(MembershipTest, RemovedLeaderStepsDownAndAnotherMemberLeads) {
   EXPECT_EQ(net.host(1).state(), std::vector<std::string>{"a"});
 }
 
+// A removed leader may be the only member that knows its removal committed; stepping
+// down for want of a quorum could leave the remaining voters unable to elect anyone (they
+// may still be in the joint configuration and need its vote). It keeps leading, taking no
+// proposals, until it has handed over.
+TEST(MembershipTest, RemovedLeaderCutOffKeepsLeadingUntilItHandsOver) {
+  ScriptedNetwork net(2);
+  ASSERT_TRUE(net.Elect(1));
+  ASSERT_TRUE(net.node(1).ProposeConfChange(Change(ConfChangeType::kRemoveNode, 1)).ok());
+  for (int i = 0; i < 1000; ++i) {
+    net.Flush();
+    if (net.queued().empty()) break;
+    if (net.queued().front().type == MessageType::kTimeoutNow) {
+      net.Cut(1, 2);  // the hand-over is lost, and 1 hears from nobody for a while
+      break;
+    }
+    bool first = true;
+    net.DeliverIf([&](const Message&) { return std::exchange(first, false); });
+  }
+  ASSERT_TRUE(StatusConf(net, 1).voters == std::vector<uint64_t>{2});
+  for (int i = 0; i < 3 * testing::TestConfig().election_tick; ++i) {
+    net.TickAll();
+    net.Stabilize();
+  }
+  EXPECT_TRUE(net.host(1).IsLeader());
+  EXPECT_TRUE(absl::IsUnavailable(net.node(1).Propose("refused")));
+
+  net.Heal();
+  for (int i = 0; i < 3 * testing::TestConfig().election_tick && !net.host(2).IsLeader(); ++i) {
+    net.TickAll();
+    net.Stabilize();
+  }
+  EXPECT_TRUE(net.host(2).IsLeader());
+  EXPECT_EQ(StatusConf(net, 2).voters, std::vector<uint64_t>{2});
+  EXPECT_TRUE(StatusConf(net, 2).voters_outgoing.empty());
+}
+
 TEST(MembershipTest, SecondChangeWhileOneIsPendingIsRefused) {
   ScriptedNetwork net(3);
   ASSERT_TRUE(net.Elect(1));

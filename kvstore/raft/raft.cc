@@ -94,7 +94,11 @@ void Raft::Tick() {
   ++heartbeat_elapsed_;
   if (election_elapsed_ >= election_timeout_) {
     election_elapsed_ = 0;
-    if (check_quorum_) {
+    // A removed leader does not step down for want of a quorum: it alone may know that
+    // its removal committed, and the remaining voters may need that to elect anyone. It
+    // accepts no proposals and keeps trying to hand over (below) until a newer term
+    // deposes it.
+    if (check_quorum_ && trk_.config().IsVoter(id_)) {
       if (!trk_.QuorumActive()) {
         BecomeFollower(term_, kNone);
         return;

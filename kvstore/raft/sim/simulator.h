@@ -20,7 +20,9 @@ namespace raft::sim {
 struct SimOptions {
   uint64_t seed = 1;
   int cluster_size = 3;
-  // Ticks with faults active, then at most this many ticks to recover.
+  // Ticks with faults active, then this many ticks to recover: to elect a leader and
+  // apply everything on every member. A member still catching up may take longer as long
+  // as it never stalls for 50 ticks, up to 4 x recovery_ticks.
   int fault_ticks = 1500;
   int recovery_ticks = 600;
   PlantedBug planted_bug = PlantedBug::kNone;
