@@ -1,0 +1,359 @@
+#include "kvstore/server/applier.h"
+
+#include <utility>
+
+#include "kvstore/server/errors.h"
+#include "kvstore/server/range.h"
+#include "spdlog/spdlog.h"
+
+namespace kvstore::server {
+namespace {
+
+using etcdserverpb::Compare;
+using etcdserverpb::RequestOp;
+using etcdserverpb::TxnRequest;
+
+template <typename T>
+int CompareValues(const T& a, const T& b) {
+  return a < b ? -1 : (b < a ? 1 : 0);
+}
+
+// Whether `kv` satisfies `c` (a missing key compares as a zero KeyValue).
+bool CompareKv(const Compare& c, const mvcc::KeyValue& kv) {
+  int result = 0;
+  switch (c.target()) {
+    case Compare::VALUE: result = CompareValues(kv.value, c.value()); break;
+    case Compare::CREATE: result = CompareValues(kv.create_revision, c.create_revision()); break;
+    case Compare::MOD: result = CompareValues(kv.mod_revision, c.mod_revision()); break;
+    case Compare::VERSION: result = CompareValues(kv.version, c.version()); break;
+    case Compare::LEASE: result = CompareValues(kv.lease, c.lease()); break;
+    default: return false;
+  }
+  switch (c.result()) {
+    case Compare::EQUAL: return result == 0;
+    case Compare::NOT_EQUAL: return result != 0;
+    case Compare::GREATER: return result > 0;
+    case Compare::LESS: return result < 0;
+    default: return false;
+  }
+}
+
+// The branch of a txn chosen by its compares, and those of the nested txns in it, all
+// decided against the state before the txn writes anything (as etcd does).
+struct TxnPath {
+  bool succeeded = false;
+  std::vector<TxnPath> nested;  // one per request_txn op of the chosen branch, in order
+};
+
+}  // namespace
+
+Applier::Applier(mvcc::MvccStore* store, Lessor* lessor, ApplyListener* listener)
+    : store_(store), lessor_(lessor), listener_(listener) {}
+
+void Applier::Apply(const raft::Entry& e) {
+  // Configuration changes and the leader's no-ops change no key; they still move the
+  // applied index.
+  const bool has_request = e.type == raft::EntryType::kNormal && !e.data.empty();
+  kvstore::internal::InternalRaftRequest r;
+  if (has_request && !r.ParseFromString(e.data)) {
+    // Every member fails the same way on the same bytes: skip the entry everywhere.
+    spdlog::error("raft entry {} is not an InternalRaftRequest; skipped", e.index);
+    CommitIndexOnly(e.index);
+    return;
+  }
+  if (!has_request) {
+    CommitIndexOnly(e.index);
+    return;
+  }
+  ApplyResult result;
+  if (r.has_compaction()) {
+    result = Compact(r.compaction(), e.index);
+  } else {
+    mvcc::WriteTxn txn = store_->BeginWrite();
+    result = ApplyRequest(r, txn);
+    if (result.status.ok()) Commit(txn, e.index);
+    // A failed request's transaction is dropped here, with whatever it had written.
+  }
+  if (!result.status.ok()) {
+    CommitIndexOnly(e.index);
+  } else {
+    const int64_t rev = store_->CurrentRevision();
+    std::visit(
+        [rev](auto& resp) {
+          if constexpr (!std::is_same_v<std::decay_t<decltype(resp)>, std::monostate>) {
+            resp.mutable_header()->set_revision(rev);
+          }
+        },
+        result.response);
+  }
+  listener_->OnApplied(r.id(), std::move(result));
+}
+
+void Applier::CommitIndexOnly(uint64_t index) {
+  mvcc::WriteTxn txn = store_->BeginWrite();
+  Commit(txn, index);
+}
+
+ApplyResult Applier::Compact(const etcdserverpb::CompactionRequest& r, uint64_t index) {
+  ApplyResult out;
+  // The mark commits with the applied index; the history goes in bounded batches.
+  out.status = FromStoreError(store_->Compact(r.revision(), index));
+  if (out.status.ok()) out.response = etcdserverpb::CompactionResponse();
+  return out;
+}
+
+void Applier::Commit(mvcc::WriteTxn& txn, uint64_t index) {
+  txn.SetAppliedIndex(index);
+  std::vector<mvcc::Event> events = txn.Changes();
+  const int64_t rev = txn.Revision();
+  if (absl::Status s = txn.End(); !s.ok()) {
+    // The store could not write: carrying on would let members diverge.
+    spdlog::critical("applying raft entry {} failed, stopping: {}", index, s.ToString());
+    std::abort();
+  }
+  if (events.empty()) return;
+  for (const mvcc::Event& ev : events) {
+    if (ev.prev_kv && ev.prev_kv->lease != mvcc::kNoLease) {
+      lessor_->Detach(ev.prev_kv->lease, ev.kv.key);
+    }
+    if (ev.type == mvcc::Event::Type::kPut && ev.kv.lease != mvcc::kNoLease) {
+      lessor_->Attach(ev.kv.lease, ev.kv.key);
+    }
+  }
+  listener_->OnEvents(events, rev);
+}
+
+ApplyResult Applier::ApplyRequest(const kvstore::internal::InternalRaftRequest& r,
+                                  mvcc::WriteTxn& txn) {
+  ApplyResult out;
+  auto take = [&out](auto resp) {
+    if (resp.ok()) {
+      out.response = std::move(*resp);
+    } else {
+      out.status = resp.status();
+    }
+  };
+  switch (r.request_case()) {
+    case kvstore::internal::InternalRaftRequest::kPut:
+      take(Put(r.put(), txn));
+      break;
+    case kvstore::internal::InternalRaftRequest::kDeleteRange:
+      take(DeleteRange(r.delete_range(), txn));
+      break;
+    case kvstore::internal::InternalRaftRequest::kTxn:
+      take(Txn(r.txn(), txn));
+      break;
+    case kvstore::internal::InternalRaftRequest::kRange:
+      take(ExecuteRange(r.range(), [&txn](std::string_view k, std::string_view e,
+                                          const mvcc::RangeOptions& o) {
+        return txn.Range(k, e, o);
+      }));
+      break;
+    case kvstore::internal::InternalRaftRequest::kLeaseGrant: {
+      const etcdserverpb::LeaseGrantRequest& g = r.lease_grant();
+      if (lessor_->Exists(g.id())) {
+        out.status = LeaseExistsError();
+        break;
+      }
+      const int64_t ttl = lessor_->EffectiveTtl(g.ttl());
+      if (absl::Status s = txn.PutLease(g.id(), ttl); !s.ok()) {
+        out.status = s;
+        break;
+      }
+      lessor_->Grant(g.id(), ttl);
+      etcdserverpb::LeaseGrantResponse resp;
+      resp.set_id(g.id());
+      resp.set_ttl(ttl);
+      out.response = std::move(resp);
+      break;
+    }
+    case kvstore::internal::InternalRaftRequest::kLeaseRevoke:
+      take(RevokeLease(r.lease_revoke().id(), txn));
+      break;
+    default:
+      out.status = absl::InvalidArgumentError("etcdserver: unknown request in raft entry");
+  }
+  return out;
+}
+
+absl::StatusOr<etcdserverpb::PutResponse> Applier::Put(const etcdserverpb::PutRequest& r,
+                                                       mvcc::WriteTxn& txn) {
+  std::string_view value = r.value();
+  int64_t lease = r.lease();
+  std::optional<mvcc::KeyValue> prev;
+  if (r.ignore_value() || r.ignore_lease() || r.prev_kv()) {
+    absl::StatusOr<mvcc::RangeResult> cur = txn.Range(r.key(), "");
+    if (!cur.ok()) return FromStoreError(cur.status());
+    if (!cur->kvs.empty()) prev = cur->kvs.front();
+  }
+  if (r.ignore_value() || r.ignore_lease()) {
+    if (!prev) return KeyNotFoundError();
+    if (r.ignore_value()) value = prev->value;
+    if (r.ignore_lease()) lease = prev->lease;
+  }
+  if (lease != mvcc::kNoLease && !lessor_->Exists(lease)) return LeaseNotFoundError();
+  absl::StatusOr<std::optional<mvcc::KeyValue>> replaced = txn.Put(r.key(), value, lease);
+  if (!replaced.ok()) return FromStoreError(replaced.status());
+  etcdserverpb::PutResponse resp;
+  resp.mutable_header()->set_revision(txn.Revision());
+  if (r.prev_kv() && replaced->has_value()) ToProto(**replaced, resp.mutable_prev_kv());
+  return resp;
+}
+
+absl::StatusOr<etcdserverpb::DeleteRangeResponse> Applier::DeleteRange(
+    const etcdserverpb::DeleteRangeRequest& r, mvcc::WriteTxn& txn) {
+  absl::StatusOr<std::vector<mvcc::KeyValue>> deleted = txn.DeleteRange(r.key(), r.range_end());
+  if (!deleted.ok()) return FromStoreError(deleted.status());
+  etcdserverpb::DeleteRangeResponse resp;
+  resp.mutable_header()->set_revision(txn.Revision());
+  resp.set_deleted(static_cast<int64_t>(deleted->size()));
+  if (r.prev_kv()) {
+    for (const mvcc::KeyValue& kv : *deleted) ToProto(kv, resp.add_prev_kvs());
+  }
+  return resp;
+}
+
+absl::StatusOr<bool> Applier::Compare(const etcdserverpb::Compare& c, mvcc::WriteTxn& txn) {
+  absl::StatusOr<mvcc::RangeResult> rr = txn.Range(c.key(), c.range_end());
+  if (!rr.ok()) return FromStoreError(rr.status());
+  if (rr->kvs.empty()) {
+    // A value cannot be compared with a key that does not exist: it always fails.
+    if (c.target() == Compare::VALUE) return false;
+    return CompareKv(c, mvcc::KeyValue{});
+  }
+  for (const mvcc::KeyValue& kv : rr->kvs) {
+    if (!CompareKv(c, kv)) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// Decides the branches of `r` and its nested txns before anything is written.
+absl::StatusOr<TxnPath> DecidePath(const TxnRequest& r,
+                                   absl::FunctionRef<absl::StatusOr<bool>(const Compare&)> eval) {
+  TxnPath path;
+  path.succeeded = true;
+  for (const Compare& c : r.compare()) {
+    absl::StatusOr<bool> ok = eval(c);
+    if (!ok.ok()) return ok.status();
+    if (!*ok) {
+      path.succeeded = false;
+      break;
+    }
+  }
+  for (const RequestOp& op : path.succeeded ? r.success() : r.failure()) {
+    if (op.request_case() != RequestOp::kRequestTxn) continue;
+    absl::StatusOr<TxnPath> nested = DecidePath(op.request_txn(), eval);
+    if (!nested.ok()) return nested.status();
+    path.nested.push_back(std::move(*nested));
+  }
+  return path;
+}
+
+}  // namespace
+
+absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc::WriteTxn& txn) {
+  absl::StatusOr<TxnPath> path =
+      DecidePath(r, [&](const etcdserverpb::Compare& c) { return Compare(c, txn); });
+  if (!path.ok()) return path.status();
+
+  // Check every op on the chosen path before writing anything, so that a txn either
+  // applies whole or fails with nothing written.
+  std::function<absl::Status(const TxnRequest&, const TxnPath&)> check =
+      [&](const TxnRequest& t, const TxnPath& p) -> absl::Status {
+    size_t nested = 0;
+    for (const RequestOp& op : p.succeeded ? t.success() : t.failure()) {
+      switch (op.request_case()) {
+        case RequestOp::kRequestPut: {
+          const etcdserverpb::PutRequest& put = op.request_put();
+          if (put.ignore_value() || put.ignore_lease()) {
+            absl::StatusOr<mvcc::RangeResult> cur = txn.Range(put.key(), "");
+            if (!cur.ok()) return FromStoreError(cur.status());
+            if (cur->kvs.empty()) return KeyNotFoundError();
+          }
+          if (!put.ignore_lease() && put.lease() != mvcc::kNoLease &&
+              !lessor_->Exists(put.lease())) {
+            return LeaseNotFoundError();
+          }
+          break;
+        }
+        case RequestOp::kRequestRange: {
+          const int64_t rev = op.request_range().revision();
+          if (rev > store_->CurrentRevision()) return FutureRevisionError();
+          if (rev > 0 && rev < store_->CompactedRevision()) return CompactedRevisionError();
+          break;
+        }
+        case RequestOp::kRequestTxn:
+          if (absl::Status s = check(op.request_txn(), p.nested[nested++]); !s.ok()) return s;
+          break;
+        default:
+          break;
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = check(r, *path); !s.ok()) return s;
+
+  std::function<absl::StatusOr<etcdserverpb::TxnResponse>(const TxnRequest&, const TxnPath&)>
+      run = [&](const TxnRequest& t,
+                const TxnPath& p) -> absl::StatusOr<etcdserverpb::TxnResponse> {
+    etcdserverpb::TxnResponse resp;
+    resp.mutable_header();
+    resp.set_succeeded(p.succeeded);
+    size_t nested = 0;
+    for (const RequestOp& op : p.succeeded ? t.success() : t.failure()) {
+      etcdserverpb::ResponseOp* out = resp.add_responses();
+      switch (op.request_case()) {
+        case RequestOp::kRequestRange: {
+          absl::StatusOr<etcdserverpb::RangeResponse> rr = ExecuteRange(
+              op.request_range(),
+              [&txn](std::string_view k, std::string_view e, const mvcc::RangeOptions& o) {
+                return txn.Range(k, e, o);
+              });
+          if (!rr.ok()) return rr.status();
+          *out->mutable_response_range() = std::move(*rr);
+          break;
+        }
+        case RequestOp::kRequestPut: {
+          absl::StatusOr<etcdserverpb::PutResponse> pr = Put(op.request_put(), txn);
+          if (!pr.ok()) return pr.status();
+          *out->mutable_response_put() = std::move(*pr);
+          break;
+        }
+        case RequestOp::kRequestDeleteRange: {
+          absl::StatusOr<etcdserverpb::DeleteRangeResponse> dr =
+              DeleteRange(op.request_delete_range(), txn);
+          if (!dr.ok()) return dr.status();
+          *out->mutable_response_delete_range() = std::move(*dr);
+          break;
+        }
+        case RequestOp::kRequestTxn: {
+          absl::StatusOr<etcdserverpb::TxnResponse> tr = run(op.request_txn(), p.nested[nested++]);
+          if (!tr.ok()) return tr.status();
+          *out->mutable_response_txn() = std::move(*tr);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    return resp;
+  };
+  return run(r, *path);
+}
+
+absl::StatusOr<etcdserverpb::LeaseRevokeResponse> Applier::RevokeLease(int64_t id,
+                                                                       mvcc::WriteTxn& txn) {
+  if (!lessor_->Exists(id)) return LeaseNotFoundError();
+  // Every attached key goes in this one revision, and watchers see a DELETE for each.
+  for (const std::string& key : lessor_->Keys(id)) {
+    absl::StatusOr<std::vector<mvcc::KeyValue>> d = txn.DeleteRange(key, "");
+    if (!d.ok()) return FromStoreError(d.status());
+  }
+  if (absl::Status s = txn.DeleteLease(id); !s.ok()) return s;
+  lessor_->Revoke(id);
+  return etcdserverpb::LeaseRevokeResponse();
+}
+
+}  // namespace kvstore::server

@@ -1,0 +1,83 @@
+// Applier: the state machine of a kvstore member. It turns each committed Raft entry (an
+// encoded InternalRaftRequest) into one MVCC write transaction, with etcd's semantics for
+// Put, DeleteRange, Txn, Compaction and lease grant/revoke, and reports the outcome.
+//
+// Every member applies the same entries in the same order and so reaches the same store;
+// a request that fails (say, a Put on an unknown lease) fails identically everywhere and
+// changes nothing. The proposer learns the outcome through ApplyListener::OnApplied with
+// the request id it chose; other members' listeners ignore ids they do not wait for.
+//
+// Threads: Apply() and AppliedIndex() run on the Raft driver thread only. The store and
+// lessor are shared with readers, which they synchronize themselves.
+#ifndef KVSTORE_SERVER_APPLIER_H_
+#define KVSTORE_SERVER_APPLIER_H_
+
+#include <cstdint>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "etcd/etcdserverpb/raft_internal.pb.h"
+#include "etcd/etcdserverpb/rpc.pb.h"
+#include "kvstore/server/lessor.h"
+#include "kvstore/server/raft_driver.h"
+#include "kvstore/storage/mvcc_store.h"
+
+namespace kvstore::server {
+
+// What applying one request produced: an error (nothing changed), or the response whose
+// header carries the store revision after the request (cluster, member and term are filled
+// in by whoever answers the client).
+struct ApplyResult {
+  absl::Status status;
+  std::variant<std::monostate, etcdserverpb::PutResponse, etcdserverpb::DeleteRangeResponse,
+               etcdserverpb::TxnResponse, etcdserverpb::CompactionResponse,
+               etcdserverpb::LeaseGrantResponse, etcdserverpb::LeaseRevokeResponse,
+               etcdserverpb::RangeResponse>
+      response;
+};
+
+class ApplyListener {
+ public:
+  virtual ~ApplyListener() = default;
+  // A request was applied (request_id as chosen by its proposer).
+  virtual void OnApplied(uint64_t request_id, ApplyResult result) = 0;
+  // A write transaction committed these changes at `revision`, in order.
+  virtual void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) = 0;
+};
+
+class Applier : public StateMachine {
+ public:
+  // None owned; all must outlive the applier.
+  Applier(mvcc::MvccStore* store, Lessor* lessor, ApplyListener* listener);
+
+  void Apply(const raft::Entry& e) override;
+  uint64_t AppliedIndex() const override { return store_->AppliedIndex(); }
+
+ private:
+  // Applies `r` inside `txn`; on error the caller discards the transaction.
+  ApplyResult ApplyRequest(const kvstore::internal::InternalRaftRequest& r, mvcc::WriteTxn& txn);
+  absl::StatusOr<etcdserverpb::PutResponse> Put(const etcdserverpb::PutRequest& r,
+                                                mvcc::WriteTxn& txn);
+  absl::StatusOr<etcdserverpb::DeleteRangeResponse> DeleteRange(
+      const etcdserverpb::DeleteRangeRequest& r, mvcc::WriteTxn& txn);
+  absl::StatusOr<etcdserverpb::TxnResponse> Txn(const etcdserverpb::TxnRequest& r,
+                                                mvcc::WriteTxn& txn);
+  absl::StatusOr<bool> Compare(const etcdserverpb::Compare& c, mvcc::WriteTxn& txn);
+  // Every lease a Put in the txn (or its nested txns, on the branch that will run) names
+  // must exist before anything is written.
+  absl::Status CheckTxnLeases(const etcdserverpb::TxnRequest& r, mvcc::WriteTxn& txn);
+  absl::StatusOr<etcdserverpb::LeaseRevokeResponse> RevokeLease(int64_t id, mvcc::WriteTxn& txn);
+  ApplyResult Compact(const etcdserverpb::CompactionRequest& r, uint64_t index);
+  // Commits `txn` recording `index`; reports its changes to the listener and the lessor.
+  void Commit(mvcc::WriteTxn& txn, uint64_t index);
+  void CommitIndexOnly(uint64_t index);
+
+  mvcc::MvccStore* const store_;
+  Lessor* const lessor_;
+  ApplyListener* const listener_;
+};
+
+}  // namespace kvstore::server
+
+#endif  // KVSTORE_SERVER_APPLIER_H_

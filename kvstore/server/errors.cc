@@ -1,0 +1,53 @@
+#include "kvstore/server/errors.h"
+
+#include "kvstore/storage/mvcc_store.h"
+
+namespace kvstore::server {
+
+absl::Status EmptyKeyError() {
+  return absl::InvalidArgumentError("etcdserver: key is not provided");
+}
+absl::Status KeyNotFoundError() { return absl::InvalidArgumentError("etcdserver: key not found"); }
+absl::Status ValueProvidedError() {
+  return absl::InvalidArgumentError("etcdserver: value is provided");
+}
+absl::Status LeaseProvidedError() {
+  return absl::InvalidArgumentError("etcdserver: lease is provided");
+}
+absl::Status TooManyOpsError() {
+  return absl::InvalidArgumentError("etcdserver: too many operations in txn request");
+}
+absl::Status DuplicateKeyError() {
+  return absl::InvalidArgumentError("etcdserver: duplicate key given in txn request");
+}
+absl::Status RequestTooLargeError() {
+  return absl::InvalidArgumentError("etcdserver: request is too large");
+}
+absl::Status CompactedRevisionError() {
+  return absl::OutOfRangeError("etcdserver: mvcc: required revision has been compacted");
+}
+absl::Status FutureRevisionError() {
+  return absl::OutOfRangeError("etcdserver: mvcc: required revision is a future revision");
+}
+absl::Status LeaseNotFoundError() {
+  return absl::NotFoundError("etcdserver: requested lease not found");
+}
+absl::Status LeaseExistsError() {
+  return absl::FailedPreconditionError("etcdserver: lease already exists");
+}
+absl::Status LeaseTtlTooLargeError() {
+  return absl::OutOfRangeError("etcdserver: too large lease TTL");
+}
+absl::Status TimeoutError() { return absl::UnavailableError("etcdserver: request timed out"); }
+absl::Status MemberNotFoundError() { return absl::NotFoundError("etcdserver: member not found"); }
+absl::Status BadLeaderTransfereeError() {
+  return absl::FailedPreconditionError("etcdserver: bad leader transferee");
+}
+
+absl::Status FromStoreError(const absl::Status& s) {
+  if (mvcc::IsCompactedError(s)) return CompactedRevisionError();
+  if (mvcc::IsFutureRevisionError(s)) return FutureRevisionError();
+  return s;
+}
+
+}  // namespace kvstore::server

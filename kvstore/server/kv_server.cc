@@ -1,0 +1,219 @@
+#include "kvstore/server/kv_server.h"
+
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kvstore/server/errors.h"
+#include "spdlog/spdlog.h"
+
+namespace kvstore::server {
+namespace {
+
+uint64_t Sha1Prefix(const std::string& bytes) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  uint64_t id = 0;
+  for (int i = 0; i < 8; ++i) id = (id << 8) | digest[i];
+  return id;
+}
+
+// etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds, rounded up.
+int64_t MinLeaseTtl(const KvServerOptions& o) {
+  const double seconds = absl::ToDoubleSeconds(o.election) * 1.5;
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(seconds)));
+}
+
+}  // namespace
+
+uint64_t ComputeMemberId(std::vector<std::string> peer_urls, const std::string& cluster_token) {
+  std::sort(peer_urls.begin(), peer_urls.end());
+  return Sha1Prefix(absl::StrJoin(peer_urls, "") + cluster_token);
+}
+
+uint64_t ComputeClusterId(std::vector<uint64_t> member_ids) {
+  std::sort(member_ids.begin(), member_ids.end());
+  std::string bytes;
+  for (uint64_t id : member_ids) {
+    for (int shift = 56; shift >= 0; shift -= 8) bytes.push_back(static_cast<char>(id >> shift));
+  }
+  return Sha1Prefix(bytes);
+}
+
+KvServer::KvServer(const KvServerOptions& options, const common::Clock* clock)
+    : options_(options), clock_(clock), lessor_(clock, MinLeaseTtl(options)) {}
+
+KvServer::~KvServer() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Open(const KvServerOptions& options,
+                                                          const common::Clock* clock) {
+  std::unique_ptr<KvServer> s(new KvServer(options, clock));
+  if (absl::Status st = s->Init(); !st.ok()) return st;
+  return s;
+}
+
+absl::Status KvServer::Init() {
+  if (options_.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required");
+  const std::filesystem::path member = std::filesystem::path(options_.data_dir) / "member";
+  std::error_code ec;
+  std::filesystem::create_directories(member, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot use data dir ", options_.data_dir, ": ", ec.message()));
+  }
+  member_id_ = ComputeMemberId(options_.peer_urls, options_.cluster_token);
+  cluster_id_ = ComputeClusterId({member_id_});
+
+  absl::StatusOr<std::unique_ptr<storage::RaftLogStore>> log =
+      storage::RaftLogStore::Open((member / "raft").string());
+  if (!log.ok()) return log.status();
+  raft_log_ = std::move(*log);
+  if (raft_log_->LastIndex() == 0 && raft_log_->hard_state().IsEmpty()) {
+    if (absl::Status s = raft_log_->Bootstrap({member_id_}); !s.ok()) return s;
+  }
+  absl::StatusOr<std::unique_ptr<mvcc::MvccStore>> kv =
+      mvcc::MvccStore::Open((member / "mvcc").string());
+  if (!kv.ok()) return kv.status();
+  mvcc_ = std::move(*kv);
+
+  // The lessor's applied state is rebuilt from the store.
+  absl::StatusOr<std::vector<mvcc::LeaseRecord>> leases = mvcc_->Leases();
+  if (!leases.ok()) return leases.status();
+  for (const mvcc::LeaseRecord& l : *leases) lessor_.Grant(l.id, l.ttl);
+  absl::StatusOr<std::vector<mvcc::LeaseKey>> attached = mvcc_->AllLeaseKeys();
+  if (!attached.ok()) return attached.status();
+  for (const mvcc::LeaseKey& lk : *attached) lessor_.Attach(lk.lease, lk.key);
+
+  applier_ = std::make_unique<Applier>(mvcc_.get(), &lessor_, this);
+  RaftDriver::Options d;
+  d.id = member_id_;
+  d.tick = options_.heartbeat;
+  d.election_ticks = std::max<int>(2, static_cast<int>(options_.election / options_.heartbeat));
+  d.seed = member_id_ ^ static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  absl::StatusOr<std::unique_ptr<RaftDriver>> driver =
+      RaftDriver::Create(d, raft_log_.get(), applier_.get(), /*transport=*/nullptr, clock_);
+  if (!driver.ok()) return driver.status();
+  driver_ = std::move(*driver);
+  return absl::OkStatus();
+}
+
+void KvServer::Start() {
+  driver_->Start();
+  lease_thread_ = std::thread([this] { LeaseLoop(); });
+}
+
+void KvServer::Stop() {
+  std::map<uint64_t, std::shared_ptr<Waiter>> waiters;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    waiters.swap(waiters_);
+  }
+  if (lease_thread_.joinable()) lease_thread_.join();
+  if (driver_) driver_->Stop();
+  for (auto& [id, w] : waiters) {
+    w->result.status = StoppedError();
+    w->done.Notify();
+  }
+}
+
+absl::StatusOr<ApplyResult> KvServer::Write(kvstore::internal::InternalRaftRequest request,
+                                            absl::Time deadline) {
+  // The member id's low bits keep ids of different proposers apart.
+  const uint64_t id = (member_id_ << 40) ^ next_request_.fetch_add(1);
+  request.set_id(id);
+  auto waiter = std::make_shared<Waiter>();
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return StoppedError();
+    waiters_[id] = waiter;
+  }
+  driver_->Propose(request.SerializeAsString(), [this, id](absl::Status s) {
+    ApplyResult r;
+    r.status = s;
+    Complete(id, std::move(r));
+  });
+  if (!waiter->done.WaitForNotificationWithDeadline(deadline)) {
+    absl::MutexLock l(&mu_);
+    waiters_.erase(id);
+    return TimeoutError();
+  }
+  return std::move(waiter->result);
+}
+
+absl::Status KvServer::WaitLinearizable(absl::Time deadline) {
+  auto done = std::make_shared<std::pair<absl::Notification, absl::Status>>();
+  driver_->ReadBarrier([done](absl::Status s) {
+    done->second = s;
+    done->first.Notify();
+  });
+  if (!done->first.WaitForNotificationWithDeadline(deadline)) return TimeoutError();
+  return done->second;
+}
+
+absl::Status KvServer::CheckRequestSize(const google::protobuf::Message& m) const {
+  if (static_cast<int64_t>(m.ByteSizeLong()) > options_.max_request_bytes) {
+    return RequestTooLargeError();
+  }
+  return absl::OkStatus();
+}
+
+void KvServer::FillHeader(etcdserverpb::ResponseHeader* h) const {
+  h->set_cluster_id(cluster_id_);
+  h->set_member_id(member_id_);
+  h->set_raft_term(driver_->Status().term);
+  if (h->revision() == 0) h->set_revision(mvcc_->CurrentRevision());
+}
+
+void KvServer::OnApplied(uint64_t request_id, ApplyResult result) {
+  Complete(request_id, std::move(result));
+}
+
+void KvServer::OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) {
+  if (event_sink_) event_sink_(events, revision);
+}
+
+void KvServer::Complete(uint64_t id, ApplyResult result) {
+  std::shared_ptr<Waiter> w;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return;  // another member's request, or given up on
+    w = std::move(it->second);
+    waiters_.erase(it);
+  }
+  w->result = std::move(result);
+  w->done.Notify();
+}
+
+void KvServer::LeaseLoop() {
+  const absl::Duration period = std::min(options_.heartbeat * 5, absl::Milliseconds(500));
+  for (;;) {
+    {
+      absl::MutexLock l(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
+    }
+    const bool leader = driver_->Status().role == raft::Role::kLeader;
+    if (leader && !lessor_.is_primary()) {
+      lessor_.Promote();
+    } else if (!leader && lessor_.is_primary()) {
+      lessor_.Demote();
+    }
+    for (int64_t id : lessor_.TakeExpired(/*retry=*/options_.election * 2)) {
+      kvstore::internal::InternalRaftRequest r;
+      r.mutable_lease_revoke()->set_id(id);
+      r.set_id(0);  // nobody waits for it
+      driver_->Propose(r.SerializeAsString(), [id](absl::Status s) {
+        spdlog::warn("revoking expired lease {:x} failed: {}", id, s.ToString());
+      });
+    }
+  }
+}
+
+}  // namespace kvstore::server

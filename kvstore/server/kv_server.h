@@ -1,0 +1,135 @@
+// KvServer: one kvstore member. It owns the member's stores (the Raft log and the MVCC key
+// space, each a RocksDB database under the data directory), the lessor, the applier and the
+// Raft driver, and offers the etcd API services what they need: writes that go through
+// Raft and return once applied, linearizable read barriers, the store for reads, and
+// response headers.
+//
+// Data directory layout: <data-dir>/member/raft (RaftLogStore), <data-dir>/member/mvcc
+// (MvccStore). A new directory is bootstrapped as a one-member cluster.
+//
+// Threads: every public method may be called from any thread once Start() returned.
+#ifndef KVSTORE_SERVER_KV_SERVER_H_
+#define KVSTORE_SERVER_KV_SERVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "etcd/etcdserverpb/raft_internal.pb.h"
+#include "etcd/etcdserverpb/rpc.pb.h"
+#include "kvstore/server/applier.h"
+#include "kvstore/server/lessor.h"
+#include "kvstore/server/raft_driver.h"
+#include "kvstore/storage/mvcc_store.h"
+#include "kvstore/storage/raft_log_store.h"
+
+namespace kvstore::server {
+
+struct KvServerOptions {
+  std::string name = "default";
+  std::string data_dir;
+  // etcd's --initial-advertise-peer-urls and --initial-cluster-token: they decide the member
+  // and cluster ids, computed as etcd computes them.
+  std::vector<std::string> peer_urls = {"http://localhost:2380"};
+  std::string cluster_token = "etcd-cluster";
+  absl::Duration heartbeat = absl::Milliseconds(100);
+  absl::Duration election = absl::Milliseconds(1000);
+  // etcd's --max-request-bytes and --max-txn-ops.
+  int64_t max_request_bytes = 1536 * 1024;
+  int max_txn_ops = 128;
+};
+
+// etcd's member id: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs
+// joined, followed by the cluster token.
+uint64_t ComputeMemberId(std::vector<std::string> peer_urls, const std::string& cluster_token);
+// etcd's cluster id: the first 8 bytes of SHA-1 over the sorted member ids (8 bytes each,
+// big-endian).
+uint64_t ComputeClusterId(std::vector<uint64_t> member_ids);
+
+class KvServer : public ApplyListener {
+ public:
+  using EventSink = std::function<void(const std::vector<mvcc::Event>& events, int64_t rev)>;
+
+  // Opens (or creates) the member's data. Fails with FailedPrecondition naming the
+  // directory if it cannot be used.
+  static absl::StatusOr<std::unique_ptr<KvServer>> Open(const KvServerOptions& options,
+                                                        const common::Clock* clock);
+  ~KvServer() override;
+
+  void Start();
+  // Fails every request still waiting, stops the Raft driver and the lease timer.
+  void Stop();
+
+  // Proposes `request` (its id is set here) and waits until it is applied or `deadline`
+  // passes (TimeoutError; the write may still be applied later, as with etcd).
+  absl::StatusOr<ApplyResult> Write(kvstore::internal::InternalRaftRequest request,
+                                    absl::Time deadline);
+  // Returns once this member has applied everything committed before the call, so that a
+  // read of the store that follows is linearizable.
+  absl::Status WaitLinearizable(absl::Time deadline);
+
+  // Checks a client request's size against --max-request-bytes.
+  absl::Status CheckRequestSize(const google::protobuf::Message& m) const;
+  int max_txn_ops() const { return options_.max_txn_ops; }
+
+  // Cluster, member and term; the revision unless already set.
+  void FillHeader(etcdserverpb::ResponseHeader* h) const;
+
+  mvcc::MvccStore& store() { return *mvcc_; }
+  Lessor& lessor() { return lessor_; }
+  RaftDriver& driver() { return *driver_; }
+  uint64_t member_id() const { return member_id_; }
+  uint64_t cluster_id() const { return cluster_id_; }
+  const KvServerOptions& options() const { return options_; }
+  // Where committed changes go (the watch hub). Set before Start().
+  void set_event_sink(EventSink sink) { event_sink_ = std::move(sink); }
+
+  // ApplyListener, on the driver thread.
+  void OnApplied(uint64_t request_id, ApplyResult result) override;
+  void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override;
+
+ private:
+  struct Waiter {
+    absl::Notification done;
+    ApplyResult result;
+  };
+
+  KvServer(const KvServerOptions& options, const common::Clock* clock);
+  absl::Status Init();
+  // Completes the waiter for `id`, if any, with `result`.
+  void Complete(uint64_t id, ApplyResult result);
+  // Follows leadership (lessor promotion) and revokes expired leases.
+  void LeaseLoop();
+
+  const KvServerOptions options_;
+  const common::Clock* const clock_;
+  uint64_t member_id_ = 0;
+  uint64_t cluster_id_ = 0;
+  std::unique_ptr<storage::RaftLogStore> raft_log_;
+  std::unique_ptr<mvcc::MvccStore> mvcc_;
+  Lessor lessor_;
+  std::unique_ptr<Applier> applier_;
+  std::unique_ptr<RaftDriver> driver_;
+  EventSink event_sink_;
+
+  std::atomic<uint64_t> next_request_ = 1;
+  absl::Mutex mu_;
+  std::map<uint64_t, std::shared_ptr<Waiter>> waiters_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread lease_thread_;
+};
+
+}  // namespace kvstore::server
+
+#endif  // KVSTORE_SERVER_KV_SERVER_H_

@@ -1,0 +1,88 @@
+#include "kvstore/server/kv_service.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "kvstore/server/range.h"
+#include "kvstore/server/validate.h"
+
+namespace kvstore::server {
+
+using common::ToGrpcStatus;
+
+absl::Time RequestDeadline(const grpc::ServerContext* ctx, absl::Duration timeout) {
+  const absl::Time client = absl::FromChrono(ctx->deadline());
+  return std::min(client, absl::Now() + timeout);
+}
+
+template <typename T>
+grpc::Status KvService::Write(const grpc::ServerContext* ctx,
+                              kvstore::internal::InternalRaftRequest r, T* resp) {
+  if (absl::Status s = server_->CheckRequestSize(r); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<ApplyResult> applied =
+      server_->Write(std::move(r), RequestDeadline(ctx, request_timeout_));
+  if (!applied.ok()) return ToGrpcStatus(applied.status());
+  if (!applied->status.ok()) return ToGrpcStatus(applied->status);
+  T* out = std::get_if<T>(&applied->response);
+  if (out == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected apply result");
+  *resp = std::move(*out);
+  server_->FillHeader(resp->mutable_header());
+  return grpc::Status::OK;
+}
+
+grpc::Status KvService::Range(grpc::ServerContext* ctx, const etcdserverpb::RangeRequest* req,
+                              etcdserverpb::RangeResponse* resp) {
+  if (absl::Status s = ValidateRange(*req); !s.ok()) return ToGrpcStatus(s);
+  if (!req->serializable()) {
+    absl::Status s = server_->WaitLinearizable(RequestDeadline(ctx, request_timeout_));
+    if (!s.ok()) return ToGrpcStatus(s);
+  }
+  const mvcc::MvccStore& store = server_->store();
+  absl::StatusOr<etcdserverpb::RangeResponse> rr = ExecuteRange(
+      *req, [&store](std::string_view k, std::string_view e, const mvcc::RangeOptions& o) {
+        return store.Range(k, e, o);
+      });
+  if (!rr.ok()) return ToGrpcStatus(rr.status());
+  *resp = std::move(*rr);
+  server_->FillHeader(resp->mutable_header());
+  return grpc::Status::OK;
+}
+
+grpc::Status KvService::Put(grpc::ServerContext* ctx, const etcdserverpb::PutRequest* req,
+                            etcdserverpb::PutResponse* resp) {
+  if (absl::Status s = ValidatePut(*req); !s.ok()) return ToGrpcStatus(s);
+  kvstore::internal::InternalRaftRequest r;
+  *r.mutable_put() = *req;
+  return Write(ctx, std::move(r), resp);
+}
+
+grpc::Status KvService::DeleteRange(grpc::ServerContext* ctx,
+                                    const etcdserverpb::DeleteRangeRequest* req,
+                                    etcdserverpb::DeleteRangeResponse* resp) {
+  if (absl::Status s = ValidateDeleteRange(*req); !s.ok()) return ToGrpcStatus(s);
+  kvstore::internal::InternalRaftRequest r;
+  *r.mutable_delete_range() = *req;
+  return Write(ctx, std::move(r), resp);
+}
+
+grpc::Status KvService::Txn(grpc::ServerContext* ctx, const etcdserverpb::TxnRequest* req,
+                            etcdserverpb::TxnResponse* resp) {
+  if (absl::Status s = ValidateTxn(*req, server_->max_txn_ops()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  kvstore::internal::InternalRaftRequest r;
+  *r.mutable_txn() = *req;
+  return Write(ctx, std::move(r), resp);
+}
+
+grpc::Status KvService::Compact(grpc::ServerContext* ctx,
+                                const etcdserverpb::CompactionRequest* req,
+                                etcdserverpb::CompactionResponse* resp) {
+  kvstore::internal::InternalRaftRequest r;
+  *r.mutable_compaction() = *req;
+  return Write(ctx, std::move(r), resp);
+}
+
+}  // namespace kvstore::server

@@ -1,0 +1,150 @@
+// kvstore: one member of the replicated, etcd-compatible key-value store.
+//
+//   kvstore --name n1 --data-dir /var/lib/kv
+//           --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
+//   (one command line)
+//
+// Flags follow etcd's names. SIGTERM or SIGINT stops the member cleanly.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "common/flags.h"
+#include "kvstore/server/kv_server.h"
+#include "kvstore/server/kv_service.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+absl::Notification* g_stop = nullptr;
+
+void OnSignal(int) {
+  // Notify is async-signal-safe enough here: it only sets state and wakes waiters.
+  if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
+}
+
+// "http://127.0.0.1:2379" -> "127.0.0.1:2379". Only plain http is served.
+absl::StatusOr<std::string> HostPort(const std::string& url) {
+  std::string rest = url;
+  for (const char* scheme : {"http://", "unix://"}) {
+    if (absl::StartsWith(rest, scheme)) rest = rest.substr(std::string(scheme).size());
+  }
+  if (absl::StartsWith(url, "https://")) {
+    return absl::InvalidArgumentError("TLS client URLs (" + url + ") are not supported");
+  }
+  if (rest.empty() || rest.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError("URL \"" + url + "\" has no host:port");
+  }
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  return rest;
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  return absl::StrSplit(s, ',', absl::SkipEmpty());
+}
+
+int Fail(const std::string& what) {
+  std::cerr << "kvstore: " << what << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string name = "default", data_dir, listen_client = "http://localhost:2379";
+  std::string advertise_client = "http://localhost:2379", listen_peer = "http://localhost:2380";
+  std::string advertise_peer = "http://localhost:2380", initial_cluster, cluster_state = "new";
+  std::string cluster_token = "etcd-cluster", metrics_addr;
+  int64_t heartbeat_ms = 100, election_ms = 1000, snapshot_count = 100000;
+  int64_t max_request_bytes = 1536 * 1024, max_txn_ops = 128;
+  common::FlagSet flags("kvstore");
+  flags.String("name", &name, "human-readable name for this member");
+  flags.String("data-dir", &data_dir, "path to the data directory (default: <name>.etcd)");
+  flags.String("listen-client-urls", &listen_client, "URLs to listen on for client traffic");
+  flags.String("advertise-client-urls", &advertise_client, "client URLs to advertise");
+  flags.String("listen-peer-urls", &listen_peer, "URLs to listen on for peer traffic");
+  flags.String("initial-advertise-peer-urls", &advertise_peer, "peer URLs to advertise");
+  flags.String("initial-cluster", &initial_cluster, "initial cluster: name=peer-url,...");
+  flags.String("initial-cluster-state", &cluster_state, "new or existing");
+  flags.String("initial-cluster-token", &cluster_token, "initial cluster token");
+  flags.Int("heartbeat-interval", &heartbeat_ms, "time (in milliseconds) of a heartbeat interval");
+  flags.Int("election-timeout", &election_ms, "time (in milliseconds) for an election to time out");
+  flags.Int("snapshot-count", &snapshot_count, "applied entries between snapshots");
+  flags.Int("max-request-bytes", &max_request_bytes, "maximum client request size in bytes");
+  flags.Int("max-txn-ops", &max_txn_ops, "maximum operations in one txn request");
+  flags.String("metrics-addr", &metrics_addr, "host:port for /metrics and /health over HTTP");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) {
+      std::cout << flags.Usage();
+      return 0;
+    }
+    std::cerr << "kvstore: " << s.message() << "\n" << flags.Usage();
+    return 2;
+  }
+  if (heartbeat_ms <= 0 || election_ms < 5 * heartbeat_ms) {
+    return Fail("--election-timeout must be at least 5 times --heartbeat-interval");
+  }
+  if (cluster_state != "new" && cluster_state != "existing") {
+    return Fail("--initial-cluster-state must be \"new\" or \"existing\"");
+  }
+  if (data_dir.empty()) data_dir = name + ".etcd";
+
+  kvstore::server::KvServerOptions o;
+  o.name = name;
+  o.data_dir = data_dir;
+  o.peer_urls = SplitList(advertise_peer);
+  o.cluster_token = cluster_token;
+  o.heartbeat = absl::Milliseconds(heartbeat_ms);
+  o.election = absl::Milliseconds(election_ms);
+  o.max_request_bytes = max_request_bytes;
+  o.max_txn_ops = static_cast<int>(max_txn_ops);
+
+  std::vector<std::string> listen;
+  for (const std::string& url : SplitList(listen_client)) {
+    absl::StatusOr<std::string> hp = HostPort(url);
+    if (!hp.ok()) return Fail(std::string(hp.status().message()));
+    listen.push_back(*hp);
+  }
+  if (listen.empty()) return Fail("--listen-client-urls is empty");
+
+  absl::StatusOr<std::unique_ptr<kvstore::server::KvServer>> server =
+      kvstore::server::KvServer::Open(o, common::RealClock::Get());
+  if (!server.ok()) return Fail(server.status().ToString());
+  (*server)->Start();
+
+  const absl::Duration request_timeout = absl::Seconds(5) + 2 * o.election;
+  kvstore::server::KvService kv(server->get(), request_timeout);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  for (const std::string& hp : listen) {
+    builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
+  }
+  // etcd accepts messages a little larger than --max-request-bytes, so that an oversized
+  // request gets its own error rather than a transport one.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_request_bytes + 512 * 1024));
+  builder.SetMaxSendMessageSize(INT32_MAX);
+  builder.RegisterService(&kv);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  if (grpc_server == nullptr) return Fail("cannot listen on " + listen_client);
+  spdlog::info("kvstore {} (member {:x}, cluster {:x}) serving clients on {}", name,
+               (*server)->member_id(), (*server)->cluster_id(), listen_client);
+
+  absl::Notification stop;
+  g_stop = &stop;
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  stop.WaitForNotification();
+  spdlog::info("kvstore {} stopping", name);
+  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  (*server)->Stop();
+  return 0;
+}

@@ -1,0 +1,265 @@
+#include "kvstore/server/raft_driver.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <utility>
+
+#include "spdlog/spdlog.h"
+
+namespace kvstore::server {
+
+absl::Status NoLeaderError() { return absl::UnavailableError("etcdserver: no leader"); }
+absl::Status StoppedError() { return absl::UnavailableError("etcdserver: server stopped"); }
+
+absl::StatusOr<std::unique_ptr<RaftDriver>> RaftDriver::Create(const Options& options,
+                                                               storage::RaftLogStore* log,
+                                                               StateMachine* sm,
+                                                               Transport* transport,
+                                                               const common::Clock* clock) {
+  raft::Config c;
+  c.id = options.id;
+  c.election_tick = options.election_ticks;
+  c.heartbeat_tick = 1;
+  c.storage = log;
+  c.seed = options.seed;
+  // Entries the state machine already holds are not handed out again; an applied index
+  // beyond the persisted commit (both writes were in flight at a crash) is clamped by the
+  // core, and Apply() below skips what the state machine has.
+  c.applied = std::max(sm->AppliedIndex(), log->FirstIndex() - 1);
+  absl::StatusOr<std::unique_ptr<raft::Node>> node = raft::Node::Create(c);
+  if (!node.ok()) return node.status();
+  return std::unique_ptr<RaftDriver>(
+      new RaftDriver(options, log, sm, transport, clock, std::move(*node)));
+}
+
+RaftDriver::RaftDriver(const Options& options, storage::RaftLogStore* log, StateMachine* sm,
+                       Transport* transport, const common::Clock* clock,
+                       std::unique_ptr<raft::Node> node)
+    : options_(options),
+      log_(log),
+      sm_(sm),
+      transport_(transport),
+      clock_(clock),
+      node_(std::move(node)) {
+  applied_.store(sm_->AppliedIndex(), std::memory_order_release);
+  PublishStatus();
+}
+
+RaftDriver::~RaftDriver() { Stop(); }
+
+void RaftDriver::Start() {
+  absl::MutexLock l(&mu_);
+  if (started_) return;
+  started_ = true;
+  next_tick_ = clock_->Now() + options_.tick;
+  // The only voter need not wait out an election timeout to lead.
+  const raft::ConfState cs = node_->Status().conf_state;
+  if (cs.voters == std::vector<uint64_t>{options_.id} && cs.voters_outgoing.empty()) {
+    node_->Campaign();
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+void RaftDriver::Stop() {
+  {
+    absl::MutexLock l(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  FailEverything(StoppedError());
+}
+
+void RaftDriver::Propose(std::string data, Done on_dropped) {
+  {
+    absl::MutexLock l(&mu_);
+    if (!stopping_) {
+      proposals_.push_back(PendingProposal{std::move(data), std::move(on_dropped)});
+      return;
+    }
+  }
+  on_dropped(StoppedError());
+}
+
+void RaftDriver::ReadBarrier(Done done) {
+  {
+    absl::MutexLock l(&mu_);
+    if (!stopping_) {
+      new_reads_.push_back(std::move(done));
+      return;
+    }
+  }
+  done(StoppedError());
+}
+
+void RaftDriver::Step(raft::Message m) {
+  absl::MutexLock l(&mu_);
+  if (!stopping_) inbox_.push_back(std::move(m));
+}
+
+void RaftDriver::TransferLeadership(uint64_t to) {
+  absl::MutexLock l(&mu_);
+  transfer_to_ = to;
+}
+
+DriverStatus RaftDriver::Status() const {
+  absl::MutexLock l(&mu_);
+  return status_;
+}
+
+bool RaftDriver::HasWork() const {
+  return stopping_ || !proposals_.empty() || !inbox_.empty() || !new_reads_.empty() ||
+         transfer_to_ != raft::kNone;
+}
+
+void RaftDriver::Run() {
+  for (;;) {
+    {
+      absl::MutexLock l(&mu_);
+      // The clock may be a test's: never sleep longer than one tick of real time.
+      const absl::Duration until_tick =
+          std::clamp(next_tick_ - clock_->Now(), absl::ZeroDuration(), options_.tick);
+      mu_.AwaitWithTimeout(absl::Condition(this, &RaftDriver::HasWork), until_tick);
+      if (stopping_) return;
+    }
+    RunOnce();
+  }
+}
+
+void RaftDriver::RunOnce() {
+  std::vector<PendingProposal> proposals;
+  std::vector<raft::Message> inbox;
+  std::vector<Done> new_reads;
+  uint64_t transfer_to;
+  {
+    absl::MutexLock l(&mu_);
+    proposals.swap(proposals_);
+    inbox.swap(inbox_);
+    new_reads.swap(new_reads_);
+    transfer_to = std::exchange(transfer_to_, raft::kNone);
+  }
+
+  for (raft::Message& m : inbox) node_->Step(m).IgnoreError();  // stale messages are normal
+  if (transfer_to != raft::kNone) node_->TransferLeadership(transfer_to);
+  if (!proposals.empty()) {
+    std::vector<std::string> batch;
+    batch.reserve(proposals.size());
+    for (PendingProposal& p : proposals) batch.push_back(std::move(p.data));
+    absl::Status s = node_->ProposeBatch(std::move(batch));
+    if (!s.ok()) {
+      const absl::Status why = absl::IsUnavailable(s) ? NoLeaderError() : s;
+      for (PendingProposal& p : proposals) p.on_dropped(why);
+    }
+  }
+
+  const absl::Time now = clock_->Now();
+  for (Done& d : new_reads) reads_unasked_.push_back(std::move(d));
+  if (read_in_flight_ != 0 && now - read_asked_at_ >= options_.read_retry) {
+    // The round was lost (leader change, dropped message): ask again, or give up if
+    // there is no leader to ask.
+    read_in_flight_ = 0;
+    if (node_->Status().soft_state.leader == raft::kNone) {
+      for (Done& d : reads_in_round_) d(NoLeaderError());
+      for (Done& d : reads_unasked_) d(NoLeaderError());
+      reads_in_round_.clear();
+      reads_unasked_.clear();
+    } else {
+      for (Done& d : reads_in_round_) reads_unasked_.push_back(std::move(d));
+      reads_in_round_.clear();
+    }
+  }
+  if (read_in_flight_ == 0 && !reads_unasked_.empty()) {
+    read_in_flight_ = next_read_id_++;
+    read_asked_at_ = now;
+    reads_in_round_ = std::move(reads_unasked_);
+    reads_unasked_.clear();
+    node_->ReadIndex(read_in_flight_);
+  }
+
+  if (now >= next_tick_) {
+    node_->Tick();
+    next_tick_ += options_.tick;
+    // After a stall (a paused process), skip the missed ticks rather than firing them
+    // all at once, which would start an election at once.
+    if (next_tick_ <= now) next_tick_ = now + options_.tick;
+  }
+
+  bool changed = false;
+  while (node_->HasReady()) {
+    changed = true;
+    raft::Ready rd = node_->GetReady();
+    if (absl::Status s = log_->Save(rd); !s.ok()) {
+      // What reached the disk is unknown; carrying on could acknowledge a lost write.
+      spdlog::critical("raft log write failed, stopping: {}", s.ToString());
+      std::abort();
+    }
+    if (!rd.snapshot.IsEmpty()) {
+      spdlog::critical("received a snapshot at index {}, which this member cannot install yet",
+                       rd.snapshot.meta.index);
+      std::abort();
+    }
+    if (transport_ != nullptr && !rd.messages.empty()) transport_->Send(std::move(rd.messages));
+    const uint64_t already = sm_->AppliedIndex();
+    for (const raft::Entry& e : rd.committed_entries) {
+      if (e.index > already) sm_->Apply(e);
+    }
+    if (!rd.committed_entries.empty()) {
+      applied_.store(std::max(already, rd.committed_entries.back().index),
+                     std::memory_order_release);
+    }
+    HandleReadStates(rd.read_states);
+    node_->Advance();
+    ResolveReads();
+  }
+  if (changed) PublishStatus();
+}
+
+void RaftDriver::HandleReadStates(const std::vector<raft::ReadState>& states) {
+  for (const raft::ReadState& rs : states) {
+    if (rs.request_id != read_in_flight_) continue;  // an answer to a round given up on
+    read_in_flight_ = 0;
+    for (Done& d : reads_in_round_) reads_confirmed_.push_back(ReadWaiter{rs.index, std::move(d)});
+    reads_in_round_.clear();
+  }
+}
+
+void RaftDriver::ResolveReads() {
+  const uint64_t applied = applied_.load(std::memory_order_acquire);
+  // Rounds are confirmed in order, so their indexes never decrease along the queue.
+  while (!reads_confirmed_.empty() && reads_confirmed_.front().index <= applied) {
+    reads_confirmed_.front().done(absl::OkStatus());
+    reads_confirmed_.pop_front();
+  }
+}
+
+void RaftDriver::PublishStatus() {
+  const raft::NodeStatus st = node_->Status();
+  absl::MutexLock l(&mu_);
+  status_.id = st.id;
+  status_.leader = st.soft_state.leader;
+  status_.role = st.soft_state.role;
+  status_.term = st.hard_state.term;
+  status_.commit = st.hard_state.commit;
+  status_.applied = applied_.load(std::memory_order_acquire);
+  status_.last_index = st.last_index;
+  status_.conf_state = st.conf_state;
+}
+
+void RaftDriver::FailEverything(const absl::Status& s) {
+  std::vector<PendingProposal> proposals;
+  std::vector<Done> new_reads;
+  {
+    absl::MutexLock l(&mu_);
+    proposals.swap(proposals_);
+    new_reads.swap(new_reads_);
+  }
+  for (PendingProposal& p : proposals) p.on_dropped(s);
+  for (Done& d : new_reads) d(s);
+  for (Done& d : reads_unasked_) d(s);
+  for (Done& d : reads_in_round_) d(s);
+  for (ReadWaiter& w : reads_confirmed_) w.done(s);
+  reads_unasked_.clear();
+  reads_in_round_.clear();
+  reads_confirmed_.clear();
+}
+
+}  // namespace kvstore::server

@@ -1,0 +1,167 @@
+// RaftDriver runs one Raft member: it owns the raft::Node and the thread that drives it.
+//
+// The driver thread ticks the node on a clock, hands it proposals, peer messages and read
+// requests that other threads queued, and works off each Ready in the order the Ready
+// contract demands: persist (one RaftLogStore::Save, synced when the Ready says so), then
+// send messages, then apply committed entries through the StateMachine, then Advance.
+// Proposals that queue up while one Ready is being persisted go into the next Ready
+// together, so that many client writes share one fsync (group commit). Linearizable read
+// requests that queue up likewise share one ReadIndex round.
+//
+// Threads: every public method may be called from any thread. The node, the log store and
+// the StateMachine are used only on the driver thread. Callbacks run on the driver thread
+// and must not block.
+//
+// Ownership: the log store, state machine, transport and clock are not owned and must
+// outlive the driver; Stop() (or the destructor) joins the thread.
+#ifndef KVSTORE_SERVER_RAFT_DRIVER_H_
+#define KVSTORE_SERVER_RAFT_DRIVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "kvstore/raft/node.h"
+#include "kvstore/storage/raft_log_store.h"
+
+namespace kvstore::server {
+
+// Where committed entries go. Called on the driver thread only, in index order.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Applies one committed entry: normal entries (including the leader's empty no-ops) and
+  // configuration changes, which the driver has already handed to the core.
+  virtual void Apply(const raft::Entry& e) = 0;
+  // The index up to which the state machine's effects are already durable; entries up to
+  // it are not applied again after a restart.
+  virtual uint64_t AppliedIndex() const = 0;
+};
+
+// Carries messages to peers (a single member needs none).
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual void Send(std::vector<raft::Message> messages) = 0;
+};
+
+// "etcdserver: no leader": nothing can be committed or confirmed right now.
+absl::Status NoLeaderError();
+// "etcdserver: server stopped".
+absl::Status StoppedError();
+
+struct DriverStatus {
+  uint64_t id = 0;
+  uint64_t leader = raft::kNone;
+  raft::Role role = raft::Role::kFollower;
+  uint64_t term = 0;
+  uint64_t commit = 0;
+  uint64_t applied = 0;
+  uint64_t last_index = 0;
+  raft::ConfState conf_state;
+};
+
+class RaftDriver {
+ public:
+  using Done = absl::AnyInvocable<void(absl::Status)>;
+
+  struct Options {
+    uint64_t id = 0;
+    // One tick; heartbeats go out every tick, elections start after election_ticks..2x.
+    absl::Duration tick = absl::Milliseconds(100);
+    int election_ticks = 10;
+    // Seeds the election timeout randomization.
+    uint64_t seed = 0;
+    // A read that no round confirmed within this long is asked again.
+    absl::Duration read_retry = absl::Seconds(1);
+  };
+
+  // REQUIRES: `log` holds a bootstrapped or restarted member's state.
+  static absl::StatusOr<std::unique_ptr<RaftDriver>> Create(const Options& options,
+                                                            storage::RaftLogStore* log,
+                                                            StateMachine* sm,
+                                                            Transport* transport,
+                                                            const common::Clock* clock);
+  ~RaftDriver();
+
+  void Start();
+  // Stops the thread; queued proposals and reads fail with StoppedError().
+  void Stop();
+
+  // Queues `data` for proposal. `on_dropped` runs if the node refused it (no leader,
+  // transfer in progress); an accepted proposal reports through the StateMachine.
+  void Propose(std::string data, Done on_dropped);
+  // Calls `done(OK)` once this member has applied everything committed before the call
+  // (a linearizable read may then read the state machine), or an error.
+  void ReadBarrier(Done done);
+  // A message from a peer.
+  void Step(raft::Message m);
+  void TransferLeadership(uint64_t to);
+
+  DriverStatus Status() const;
+  uint64_t applied_index() const { return applied_.load(std::memory_order_acquire); }
+
+ private:
+  struct PendingProposal {
+    std::string data;
+    Done on_dropped;
+  };
+  struct ReadWaiter {
+    uint64_t index = 0;  // 0 until the read's round is answered
+    Done done;
+  };
+
+  RaftDriver(const Options& options, storage::RaftLogStore* log, StateMachine* sm,
+             Transport* transport, const common::Clock* clock, std::unique_ptr<raft::Node> node);
+
+  void Run();
+  // One pass of the loop: takes queued work, ticks, and works off every Ready.
+  void RunOnce() ABSL_LOCKS_EXCLUDED(mu_);
+  void HandleReadStates(const std::vector<raft::ReadState>& states);
+  void ResolveReads();
+  void PublishStatus() ABSL_LOCKS_EXCLUDED(mu_);
+  void FailEverything(const absl::Status& s) ABSL_LOCKS_EXCLUDED(mu_);
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  storage::RaftLogStore* const log_;
+  StateMachine* const sm_;
+  Transport* const transport_;
+  const common::Clock* const clock_;
+  std::unique_ptr<raft::Node> node_;  // driver thread only
+  std::thread thread_;
+  std::atomic<uint64_t> applied_{0};
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<PendingProposal> proposals_ ABSL_GUARDED_BY(mu_);
+  std::vector<raft::Message> inbox_ ABSL_GUARDED_BY(mu_);
+  std::vector<Done> new_reads_ ABSL_GUARDED_BY(mu_);
+  uint64_t transfer_to_ ABSL_GUARDED_BY(mu_) = raft::kNone;
+  DriverStatus status_ ABSL_GUARDED_BY(mu_);
+
+  // Driver thread only.
+  absl::Time next_tick_;
+  // Reads waiting for a ReadIndex round (by request id) and then for the apply index.
+  uint64_t next_read_id_ = 1;
+  uint64_t read_in_flight_ = 0;  // request id of the round asked for, or 0
+  absl::Time read_asked_at_;
+  std::vector<Done> reads_unasked_;
+  std::vector<Done> reads_in_round_;
+  std::deque<ReadWaiter> reads_confirmed_;
+};
+
+}  // namespace kvstore::server
+
+#endif  // KVSTORE_SERVER_RAFT_DRIVER_H_

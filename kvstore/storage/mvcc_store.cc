@@ -1,0 +1,469 @@
+#include "kvstore/storage/mvcc_store.h"
+
+#include <utility>
+
+#include "absl/memory/memory.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "kvstore/storage/key_codec.h"
+#include "kvstore/storage/mvcc_internal.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/utilities/write_batch_with_index.h"
+#include "rocksdb/write_batch.h"
+
+namespace mvcc {
+namespace internal {
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string message = absl::StrCat("mvcc: ", what, ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  return absl::InternalError(message);
+}
+
+absl::Status Corrupt(absl::string_view what, std::string_view raw_key) {
+  return absl::DataLossError(
+      absl::StrCat("mvcc: corrupt ", what, " at key \"", absl::CHexEscape(Absl(raw_key)), "\""));
+}
+
+}  // namespace internal
+
+using internal::Absl;
+using internal::Corrupt;
+using internal::FromRocks;
+using internal::View;
+
+namespace {
+
+constexpr absl::string_view kErrorPayloadUrl = "type.googleapis.com/kvstore.mvcc.Error";
+constexpr absl::string_view kCompactedTag = "compacted";
+constexpr absl::string_view kFutureRevisionTag = "future_revision";
+
+absl::Status TaggedOutOfRange(absl::string_view message, absl::string_view tag) {
+  absl::Status s = absl::OutOfRangeError(message);
+  s.SetPayload(kErrorPayloadUrl, absl::Cord(tag));
+  return s;
+}
+
+bool HasTag(const absl::Status& s, absl::string_view tag) {
+  if (!absl::IsOutOfRange(s)) return false;
+  const auto payload = s.GetPayload(kErrorPayloadUrl);
+  return payload.has_value() && *payload == tag;
+}
+
+}  // namespace
+
+absl::Status CompactedError() {
+  return TaggedOutOfRange("mvcc: required revision has been compacted", kCompactedTag);
+}
+
+absl::Status FutureRevisionError() {
+  return TaggedOutOfRange("mvcc: required revision is a future revision", kFutureRevisionTag);
+}
+
+bool IsCompactedError(const absl::Status& status) { return HasTag(status, kCompactedTag); }
+
+bool IsFutureRevisionError(const absl::Status& status) {
+  return HasTag(status, kFutureRevisionTag);
+}
+
+// --- WriteTxn ----------------------------------------------------------------------------
+
+WriteTxn::WriteTxn(MvccStore* store, int64_t begin_revision,
+                   std::shared_ptr<const rocksdb::Snapshot> snapshot)
+    : store_(store),
+      begin_revision_(begin_revision),
+      snapshot_(std::move(snapshot)),
+      batch_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0,
+                                                            /*overwrite_key=*/true)) {}
+
+WriteTxn::WriteTxn(WriteTxn&& other) noexcept
+    : store_(std::exchange(other.store_, nullptr)),
+      begin_revision_(other.begin_revision_),
+      snapshot_(std::move(other.snapshot_)),
+      batch_(std::move(other.batch_)),
+      changes_(std::move(other.changes_)),
+      applied_index_(other.applied_index_),
+      error_(std::move(other.error_)) {}
+
+WriteTxn::~WriteTxn() { Release(); }
+
+void WriteTxn::Release() {
+  if (store_ == nullptr) return;
+  snapshot_.reset();
+  store_->ReleaseWriter();
+  store_ = nullptr;
+}
+
+absl::StatusOr<RangeResult> WriteTxn::Range(std::string_view key, std::string_view range_end,
+                                            const RangeOptions& options) {
+  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  const int64_t current = Revision();
+  int64_t rev = options.revision;
+  if (rev > current) return FutureRevisionError();
+  if (rev <= 0) rev = current;
+  if (rev < store_->CompactedRevision()) return CompactedError();
+  // The latest key space at begin_revision_ is in the snapshot; the batch lifts it to
+  // begin_revision_ + 1. Older revisions come from the history in the snapshot.
+  rocksdb::WriteBatchWithIndex* overlay = rev > begin_revision_ ? batch_.get() : nullptr;
+  absl::StatusOr<RangeResult> result = store_->RangeAt(
+      snapshot_.get(), overlay, rev >= begin_revision_, rev, key, range_end, options);
+  if (result.ok()) result->revision = current;
+  return result;
+}
+
+absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std::string_view value,
+                                                      int64_t lease) {
+  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (!error_.ok()) return error_;
+
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_.get();
+  const std::string latest_key = LatestKey(key);
+  std::string raw;
+  rocksdb::Status s = batch_->GetFromBatchAndDB(store_->db_.get(), ro, latest_key, &raw);
+  std::optional<KeyValue> prev;
+  if (s.ok()) {
+    prev.emplace();
+    if (!DecodeKeyValueBody(raw, /*keys_only=*/false, &*prev)) {
+      return error_ = Corrupt("latest value", latest_key);
+    }
+    prev->key = std::string(key);
+  } else if (!s.IsNotFound()) {
+    return error_ = FromRocks(s, "reading the previous version");
+  }
+
+  const mvcc::Revision rev{begin_revision_ + 1, static_cast<int64_t>(changes_.size())};
+  KeyValue kv{
+      .key = std::string(key),
+      .create_revision = prev ? prev->create_revision : rev.main,
+      .mod_revision = rev.main,
+      .version = prev ? prev->version + 1 : 1,
+      .value = std::string(value),
+      .lease = lease,
+  };
+  const std::string body = EncodeKeyValueBody(kv);
+  std::string history_value(1, static_cast<char>(ChangeKind::kPut));
+  history_value.append(body);
+
+  s = batch_->Put(latest_key, body);
+  if (s.ok()) s = batch_->Put(HistoryKey(key, rev), history_value);
+  if (s.ok()) s = batch_->Put(RevisionKey(rev), EncodeRevisionValue(ChangeKind::kPut, key));
+  if (s.ok() && prev && prev->lease != kNoLease && prev->lease != lease) {
+    s = batch_->Delete(LeaseIndexKey(prev->lease, key));
+  }
+  if (s.ok() && lease != kNoLease && !(prev && prev->lease == lease)) {
+    s = batch_->Put(LeaseIndexKey(lease, key), "");
+  }
+  if (!s.ok()) return error_ = FromRocks(s, "batching a put");
+
+  changes_.push_back(Event{.type = Event::Type::kPut, .kv = std::move(kv), .prev_kv = prev});
+  return prev;
+}
+
+absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key,
+                                                            std::string_view range_end) {
+  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (!error_.ok()) return error_;
+
+  // Everything live as this transaction sees it: the snapshot plus its own batch.
+  const int64_t current = Revision();
+  absl::StatusOr<RangeResult> live = store_->RangeAt(
+      snapshot_.get(), batch_.get(), /*use_latest=*/true, current, key, range_end, RangeOptions{});
+  if (!live.ok()) return error_ = live.status();
+
+  for (const KeyValue& prev : live->kvs) {
+    const mvcc::Revision rev{begin_revision_ + 1, static_cast<int64_t>(changes_.size())};
+    rocksdb::Status s = batch_->Delete(LatestKey(prev.key));
+    if (s.ok()) {
+      s = batch_->Put(HistoryKey(prev.key, rev),
+                      std::string(1, static_cast<char>(ChangeKind::kDelete)));
+    }
+    if (s.ok()) {
+      s = batch_->Put(RevisionKey(rev), EncodeRevisionValue(ChangeKind::kDelete, prev.key));
+    }
+    if (s.ok() && prev.lease != kNoLease) s = batch_->Delete(LeaseIndexKey(prev.lease, prev.key));
+    if (!s.ok()) return error_ = FromRocks(s, "batching a delete");
+    changes_.push_back(Event{.type = Event::Type::kDelete,
+                             .kv = KeyValue{.key = prev.key, .mod_revision = rev.main},
+                             .prev_kv = prev});
+  }
+  return std::move(live->kvs);
+}
+
+absl::Status WriteTxn::PutLease(int64_t id, int64_t ttl) {
+  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (!error_.ok()) return error_;
+  std::string value;
+  AppendVarint64(static_cast<uint64_t>(ttl), &value);
+  rocksdb::Status s = batch_->Put(LeaseRecordKey(id), value);
+  if (!s.ok()) return error_ = FromRocks(s, "batching a lease");
+  return absl::OkStatus();
+}
+
+absl::Status WriteTxn::DeleteLease(int64_t id) {
+  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (!error_.ok()) return error_;
+  rocksdb::Status s = batch_->Delete(LeaseRecordKey(id));
+  if (!s.ok()) return error_ = FromRocks(s, "batching a lease revoke");
+  return absl::OkStatus();
+}
+
+absl::Status WriteTxn::End() {
+  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  absl::Status s = error_.ok() ? store_->Commit(this) : error_;
+  Release();
+  return s;
+}
+
+// --- MvccStore ---------------------------------------------------------------------------
+
+MvccStore::MvccStore(std::string dir, const MvccStoreOptions& options,
+                     std::unique_ptr<rocksdb::DB> db)
+    : dir_(std::move(dir)), options_(options), db_(std::move(db)) {}
+
+MvccStore::~MvccStore() {
+  {
+    absl::MutexLock l(&mu_);
+    snapshot_.reset();
+  }
+  db_->Close().PermitUncheckedError();
+}
+
+absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(const std::string& dir,
+                                                           const MvccStoreOptions& options) {
+  if (options.compaction_batch_size <= 0) {
+    return absl::InvalidArgumentError("mvcc: compaction_batch_size must be positive");
+  }
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  // Writes are not synced: after a crash RocksDB replays the WAL up to the last whole batch,
+  // and the applied index in that batch says where the Raft log must be replayed from.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  rocksdb::BlockBasedTableOptions table_options;
+  // Point reads on the latest key space (every Put looks up the previous version).
+  table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, &raw);
+  if (!s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("mvcc: cannot open data dir \"", dir, "\": ", s.ToString()));
+  }
+  std::unique_ptr<MvccStore> store =
+      absl::WrapUnique(new MvccStore(dir, options, std::unique_ptr<rocksdb::DB>(raw)));
+  absl::Status loaded = store->LoadMeta();
+  if (!loaded.ok()) return loaded;
+  return store;
+}
+
+absl::Status MvccStore::LoadMeta() {
+  rocksdb::ReadOptions ro;
+  std::string format;
+  rocksdb::Status s = db_->Get(ro, MetaKey(kMetaFormat), &format);
+  if (s.IsNotFound()) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    it->SeekToFirst();
+    if (it->Valid()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("mvcc: data dir \"", dir_, "\" holds a database that is not an MVCC store"));
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading a new data dir");
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db_->Put(wo, MetaKey(kMetaFormat), kFormatVersion);
+    if (!s.ok()) return FromRocks(s, "initializing the data dir");
+  } else if (!s.ok()) {
+    return FromRocks(s, "reading the store format");
+  } else if (format != kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "mvcc: data dir \"", dir_, "\" has unknown format \"", absl::CHexEscape(format), "\""));
+  }
+
+  auto read_u64 = [&](std::string_view name, uint64_t fallback) -> absl::StatusOr<uint64_t> {
+    std::string value;
+    rocksdb::Status st = db_->Get(ro, MetaKey(name), &value);
+    if (st.IsNotFound()) return fallback;
+    if (!st.ok()) return FromRocks(st, absl::StrCat("reading ", Absl(name)));
+    std::string_view in = value;
+    uint64_t v = 0;
+    if (!ConsumeBigEndian64(&in, &v) || !in.empty()) return Corrupt("meta value", name);
+    return v;
+  };
+  absl::StatusOr<uint64_t> revision = read_u64(kMetaRevision, 1);
+  if (!revision.ok()) return revision.status();
+  absl::StatusOr<uint64_t> applied = read_u64(kMetaAppliedIndex, 0);
+  if (!applied.ok()) return applied.status();
+  absl::StatusOr<uint64_t> scheduled = read_u64(kMetaCompactScheduled, 0);
+  if (!scheduled.ok()) return scheduled.status();
+  absl::StatusOr<uint64_t> finished = read_u64(kMetaCompactFinished, 0);
+  if (!finished.ok()) return finished.status();
+
+  std::shared_ptr<const rocksdb::Snapshot> snapshot = TakeSnapshot();
+  absl::MutexLock l(&mu_);
+  current_revision_ = static_cast<int64_t>(*revision);
+  applied_index_ = *applied;
+  compacted_revision_ = static_cast<int64_t>(*scheduled);
+  finished_compaction_ = static_cast<int64_t>(*finished);
+  snapshot_ = std::move(snapshot);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const rocksdb::Snapshot> MvccStore::TakeSnapshot() {
+  rocksdb::DB* db = db_.get();
+  return std::shared_ptr<const rocksdb::Snapshot>(
+      db->GetSnapshot(), [db](const rocksdb::Snapshot* s) { db->ReleaseSnapshot(s); });
+}
+
+MvccStore::ReadView MvccStore::CurrentView() const {
+  absl::MutexLock l(&mu_);
+  return ReadView{snapshot_, current_revision_, compacted_revision_};
+}
+
+int64_t MvccStore::CurrentRevision() const {
+  absl::MutexLock l(&mu_);
+  return current_revision_;
+}
+
+int64_t MvccStore::CompactedRevision() const {
+  absl::MutexLock l(&mu_);
+  return compacted_revision_;
+}
+
+uint64_t MvccStore::AppliedIndex() const {
+  absl::MutexLock l(&mu_);
+  return applied_index_;
+}
+
+bool MvccStore::CompactionPending() const {
+  absl::MutexLock l(&mu_);
+  return finished_compaction_ < compacted_revision_;
+}
+
+// --- Writes ------------------------------------------------------------------------------
+
+WriteTxn MvccStore::BeginWrite() {
+  absl::MutexLock l(&mu_, absl::Condition(this, &MvccStore::WriterFree));
+  writer_active_ = true;
+  return WriteTxn(this, current_revision_, snapshot_);
+}
+
+void MvccStore::ReleaseWriter() {
+  absl::MutexLock l(&mu_);
+  writer_active_ = false;
+}
+
+absl::Status MvccStore::Commit(WriteTxn* txn) {
+  const bool changed = !txn->changes_.empty();
+  const int64_t new_revision = txn->begin_revision_ + 1;
+  rocksdb::Status s;
+  if (changed) {
+    s = txn->batch_->Put(MetaKey(kMetaRevision), EncodeBigEndian64(new_revision));
+  }
+  if (s.ok() && txn->applied_index_) {
+    s = txn->batch_->Put(MetaKey(kMetaAppliedIndex), EncodeBigEndian64(*txn->applied_index_));
+  }
+  if (!s.ok()) return FromRocks(s, "batching metadata");
+  rocksdb::WriteBatch* batch = txn->batch_->GetWriteBatch();
+  if (batch->Count() == 0) return absl::OkStatus();
+
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync_writes;
+  s = db_->Write(wo, batch);
+  if (!s.ok()) return FromRocks(s, "committing a write transaction");
+
+  std::shared_ptr<const rocksdb::Snapshot> snapshot = changed ? TakeSnapshot() : nullptr;
+  absl::MutexLock l(&mu_);
+  if (changed) {
+    current_revision_ = new_revision;
+    snapshot_ = std::move(snapshot);
+  }
+  if (txn->applied_index_) applied_index_ = *txn->applied_index_;
+  return absl::OkStatus();
+}
+
+// --- Leases and files --------------------------------------------------------------------
+
+absl::StatusOr<std::vector<std::string>> MvccStore::KeysWithLease(int64_t lease) const {
+  const ReadView view = CurrentView();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = view.snapshot.get();
+  const std::string prefix = LeaseIndexKeyPrefix(lease);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::vector<std::string> keys;
+  for (it->Seek(prefix); it->Valid() && View(it->key()).starts_with(prefix); it->Next()) {
+    keys.emplace_back(View(it->key()).substr(prefix.size()));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "lease index read");
+  return keys;
+}
+
+absl::StatusOr<std::vector<LeaseRecord>> MvccStore::Leases() const {
+  const ReadView view = CurrentView();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = view.snapshot.get();
+  const std::string upper = KeySpaceEnd(kLeaseRecordPrefix);
+  const rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::vector<LeaseRecord> out;
+  for (it->Seek(std::string(1, kLeaseRecordPrefix)); it->Valid(); it->Next()) {
+    LeaseRecord record;
+    std::string_view value = View(it->value());
+    uint64_t ttl = 0;
+    if (!ParseLeaseRecordKey(View(it->key()), &record.id) || !ConsumeVarint64(&value, &ttl) ||
+        !value.empty()) {
+      return Corrupt("lease record", View(it->key()));
+    }
+    record.ttl = static_cast<int64_t>(ttl);
+    out.push_back(record);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "lease records read");
+  return out;
+}
+
+absl::StatusOr<std::vector<LeaseKey>> MvccStore::AllLeaseKeys() const {
+  const ReadView view = CurrentView();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = view.snapshot.get();
+  const std::string upper = KeySpaceEnd(kLeasePrefix);
+  const rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::vector<LeaseKey> out;
+  for (it->Seek(std::string(1, kLeasePrefix)); it->Valid(); it->Next()) {
+    LeaseKey lk;
+    if (!ParseLeaseIndexKey(View(it->key()), &lk.lease, &lk.key)) {
+      return Corrupt("lease index key", View(it->key()));
+    }
+    out.push_back(std::move(lk));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "lease index read");
+  return out;
+}
+
+absl::Status MvccStore::CreateCheckpoint(const std::string& dir) const {
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status s = rocksdb::Checkpoint::Create(db_.get(), &raw);
+  if (!s.ok()) return FromRocks(s, "creating a checkpoint");
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  return FromRocks(checkpoint->CreateCheckpoint(dir), absl::StrCat("checkpoint into ", dir));
+}
+
+uint64_t MvccStore::ApproximateSizeBytes() const {
+  uint64_t sst = 0;
+  uint64_t memtables = 0;
+  if (!db_->GetIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &sst)) sst = 0;
+  if (!db_->GetIntProperty(rocksdb::DB::Properties::kSizeAllMemTables, &memtables)) memtables = 0;
+  return sst + memtables;
+}
+
+}  // namespace mvcc

@@ -1,0 +1,351 @@
+// etcd's MVCC key space (server/mvcc) on RocksDB: revisions, versions, tombstones, reads at
+// old revisions, the event history that watches replay, compaction and HashKV, with etcd's
+// semantics. Plain C++ types only: the etcd API server above converts to protobuf.
+//
+// Semantics, as etcd's:
+//   - A new store is at revision 1. Each write transaction that changes something is one new
+//     main revision; its changes get sub revisions 0, 1, ... A transaction that changes
+//     nothing (e.g. a delete matching no key) does not advance the revision.
+//   - A put on a new or deleted key sets create_revision = mod_revision = the new revision and
+//     version = 1; a put on a live key keeps create_revision and increments version. A delete
+//     writes a tombstone into the history.
+//   - Compact(rev) drops, for every key, each version older than its newest version at or
+//     below rev, and that one too if it is a tombstone. Reads below rev then fail with
+//     CompactedError(); reads above the current revision fail with FutureRevisionError().
+//
+// Cost of operations (the key layout is described in key_codec.h):
+//   - A point read at the current revision is one RocksDB Get on the "latest" key space; a
+//     range or prefix read at the current revision is one Seek plus one Next per key in the
+//     range (the count of keys in the range is part of the result, as in etcd, so keys past
+//     `limit` are still stepped over, without copying them).
+//   - A read at an old revision R uses the history key space, ordered by user key then
+//     revision: per key in the range it costs one Seek (plus a SeekForPrev when the key has
+//     several versions at or below R), never a linear walk through the key's history.
+//   - Events(start, end) is one Seek into the revision index and one Next per change in
+//     [start, end), plus one Get per PUT event for its value.
+//   - Compaction walks the revision index from the last compacted revision, one Seek per change,
+//     in write batches of at most MvccStoreOptions::compaction_batch_size changes.
+//
+// Consistency: every write transaction commits as one rocksdb::WriteBatch (data, indexes,
+// revision and applied index together). After each commit the store takes a RocksDB snapshot
+// and publishes it together with the new revision; every read works on one such (snapshot,
+// revision) pair, so it sees whole transactions only and never blocks on a writer.
+// Writes are not synced unless MvccStoreOptions::sync_writes: the Raft log is the durable
+// record, and AppliedIndex() tells the server where to resume replaying it after a crash.
+#ifndef KVSTORE_STORAGE_MVCC_STORE_H_
+#define KVSTORE_STORAGE_MVCC_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "kvstore/storage/mvcc_types.h"
+
+namespace rocksdb {
+class DB;
+class Snapshot;
+class WriteBatchWithIndex;
+}  // namespace rocksdb
+
+namespace mvcc {
+
+// etcd's mvcc.ErrCompacted ("mvcc: required revision has been compacted"): the revision asked
+// for is below the compacted revision. Code OUT_OF_RANGE.
+absl::Status CompactedError();
+// etcd's mvcc.ErrFutureRev ("mvcc: required revision is a future revision"): the revision
+// asked for is above the current revision. Code OUT_OF_RANGE.
+absl::Status FutureRevisionError();
+// Both errors share a code, as in etcd's gRPC mapping; these tell them apart (by a payload).
+bool IsCompactedError(const absl::Status& status);
+bool IsFutureRevisionError(const absl::Status& status);
+
+struct MvccStoreOptions {
+  // fsync the WAL on every write transaction and compaction step.
+  bool sync_writes = false;
+  // Changes examined per compaction write batch: bounds how long one step takes and how much
+  // one batch holds.
+  int compaction_batch_size = 10000;
+};
+
+struct RangeOptions {
+  // The revision to read at; 0 = the current revision.
+  int64_t revision = 0;
+  // At most this many kvs; 0 = no limit. `count` is not limited.
+  int64_t limit = 0;
+  // Only `count` (and `revision`); no kvs.
+  bool count_only = false;
+  // kvs without values.
+  bool keys_only = false;
+};
+
+struct RangeResult {
+  // Sorted by key.
+  std::vector<KeyValue> kvs;
+  // Number of keys in the range at the revision read, regardless of limit.
+  int64_t count = 0;
+  // The current store revision (not the revision read), as etcd's response header.
+  int64_t revision = 0;
+};
+
+struct EventsOptions {
+  // Stop once at least this many events are collected, at the end of a main revision so that
+  // a transaction's events are never split; 0 = no limit.
+  int64_t limit = 0;
+  // Fill Event::prev_kv as etcd's watch does: the key's version at mod_revision - 1, unless
+  // that revision is compacted or the key did not exist then.
+  bool prev_kv = false;
+};
+
+struct EventsResult {
+  // In revision order.
+  std::vector<Event> events;
+  // The first revision not covered: resume from here. Equals the end asked for (or current
+  // revision + 1) unless the limit stopped the scan earlier.
+  int64_t next_revision = 0;
+};
+
+struct KvHash {
+  // CRC-32C of the history up to `revision` as stored (encoded keys and values), skipping what
+  // compaction at `compact_revision` drops whether or not it is physically gone yet.
+  uint32_t hash = 0;
+  int64_t compact_revision = 0;
+  // The revision hashed up to.
+  int64_t revision = 0;
+};
+
+// A granted lease as the lease layer persists it through WriteTxn::PutLease.
+struct LeaseRecord {
+  int64_t id = kNoLease;
+  int64_t ttl = 0;
+
+  friend bool operator==(const LeaseRecord&, const LeaseRecord&) = default;
+};
+
+struct LeaseKey {
+  int64_t lease = kNoLease;
+  std::string key;
+
+  friend bool operator==(const LeaseKey&, const LeaseKey&) = default;
+};
+
+class MvccStore;
+
+// One write transaction: all its changes become one revision (or none, if it changes
+// nothing), committed atomically by End(). Reads through it see its own earlier changes, as
+// etcd's TxnWrite does. Destroying it without End() discards it.
+//
+// Thread-safety: used by one thread. The store lets only one WriteTxn exist at a time:
+// MvccStore::BeginWrite() blocks until the previous one has ended or been destroyed.
+// The store must outlive it.
+class WriteTxn {
+ public:
+  WriteTxn(WriteTxn&& other) noexcept;
+  WriteTxn& operator=(WriteTxn&&) = delete;
+  WriteTxn(const WriteTxn&) = delete;
+  WriteTxn& operator=(const WriteTxn&) = delete;
+  ~WriteTxn();
+
+  // Reads as MvccStore::Range, at this transaction's Revision() by default.
+  absl::StatusOr<RangeResult> Range(std::string_view key, std::string_view range_end,
+                                    const RangeOptions& options = {});
+
+  // Puts `value` under `key` attached to `lease` (kNoLease for none). Returns the version it
+  // replaces, if the key was live (for prev_kv).
+  absl::StatusOr<std::optional<KeyValue>> Put(std::string_view key, std::string_view value,
+                                              int64_t lease = kNoLease);
+
+  // Deletes the live keys in the range (range_end as in MvccStore::Range). Returns what was
+  // deleted, sorted by key: its size is etcd's `deleted` and its elements are the prev_kvs.
+  absl::StatusOr<std::vector<KeyValue>> DeleteRange(std::string_view key,
+                                                    std::string_view range_end);
+
+  // Records (or replaces) a granted lease, committed with this transaction. Not a change of
+  // the key space: it makes no revision and no event.
+  absl::Status PutLease(int64_t id, int64_t ttl);
+  // Forgets a lease record. Keys attached to it are not touched: delete them first (revoke).
+  absl::Status DeleteLease(int64_t id);
+
+  // Records the Raft index this transaction applies; committed with it and returned by
+  // MvccStore::AppliedIndex(). A transaction with only this still commits (without a new
+  // revision), so entries that change no key can advance the applied index.
+  void SetAppliedIndex(uint64_t index) { applied_index_ = index; }
+
+  // The store revision as this transaction sees it: the revision it began at, plus one once
+  // it has changed something. After End() this is the store's revision (etcd's header).
+  int64_t Revision() const { return begin_revision_ + (changes_.empty() ? 0 : 1); }
+
+  // The changes so far, in sub-revision order, each with its prev_kv: what the watch hub
+  // sends to watchers after End().
+  const std::vector<Event>& Changes() const { return changes_; }
+
+  // Commits in one RocksDB write batch. On error nothing is committed. Call at most once.
+  // After Put or DeleteRange failed, commits nothing and returns that error.
+  absl::Status End();
+
+ private:
+  friend class MvccStore;
+  WriteTxn(MvccStore* store, int64_t begin_revision,
+           std::shared_ptr<const rocksdb::Snapshot> snapshot);
+
+  // Releases the store's writer slot if this transaction still holds it.
+  void Release();
+
+  MvccStore* store_;
+  int64_t begin_revision_;
+  // The store as of begin_revision_; the batch is read on top of it.
+  std::shared_ptr<const rocksdb::Snapshot> snapshot_;
+  std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
+  std::vector<Event> changes_;
+  std::optional<uint64_t> applied_index_;
+  // The first failure of Put or DeleteRange; End() then commits nothing and returns it.
+  absl::Status error_;
+};
+
+// The MVCC key space of one member, persisted in its own RocksDB directory.
+//
+// Thread-safety: reads (Range, Events, KeysWithLease, AllLeaseKeys, Leases, HashKV, the revision
+// accessors, CreateCheckpoint) may run on any number of threads at once, concurrently with one
+// writer and with RunCompaction(). Writes (BeginWrite, Compact, ScheduleCompaction) come from
+// one thread, the server's apply thread, in Raft log order. RunCompaction() may run on a
+// thread of its own. No call may be in flight when the store is destroyed.
+class MvccStore {
+ public:
+  // Opens or creates the store in `dir` (created if missing; its parent must exist). Fails
+  // with FAILED_PRECONDITION naming the directory if it cannot be used: not a directory, not
+  // writable, locked by another process or open store, or holding something else than an MVCC
+  // store. A compaction that was scheduled but not finished stays pending (CompactionPending())
+  // until RunCompaction() is called.
+  static absl::StatusOr<std::unique_ptr<MvccStore>> Open(const std::string& dir,
+                                                         const MvccStoreOptions& options = {});
+
+  MvccStore(const MvccStore&) = delete;
+  MvccStore& operator=(const MvccStore&) = delete;
+  ~MvccStore();
+
+  int64_t CurrentRevision() const;
+  // Reads below this revision fail with CompactedError(); 0 if never compacted.
+  int64_t CompactedRevision() const;
+  // The last index passed to WriteTxn::SetAppliedIndex or Compact that was committed.
+  uint64_t AppliedIndex() const;
+
+  // The keys in the range at options.revision. range_end as etcd's: empty = only `key`;
+  // "\0" = every key >= key; otherwise [key, range_end) (empty if range_end <= key).
+  absl::StatusOr<RangeResult> Range(std::string_view key, std::string_view range_end,
+                                    const RangeOptions& options = {}) const;
+
+  // Starts the write transaction; blocks while another one is open.
+  // REQUIRES: the calling thread holds no other WriteTxn of this store.
+  WriteTxn BeginWrite();
+
+  // The changes in revisions [start_rev, end_rev) to keys in the range (range_end as in
+  // Range), in revision order. end_rev <= 0 or past the current revision means up to and
+  // including the current revision. CompactedError() if start_rev < CompactedRevision(), as
+  // etcd's watch (a start at the compacted revision itself is allowed).
+  // REQUIRES: start_rev >= 1.
+  absl::StatusOr<EventsResult> Events(int64_t start_rev, int64_t end_rev, std::string_view key,
+                                      std::string_view range_end,
+                                      const EventsOptions& options = {}) const;
+
+  // Marks history below `rev` as compacted (at once, and persisted) and then deletes it, in
+  // bounded batches, before returning: ScheduleCompaction() then RunCompaction(). Errors as
+  // etcd: CompactedError() if rev <= CompactedRevision(), FutureRevisionError() if
+  // rev > CurrentRevision(). `applied_index`, if given, is committed with the mark.
+  absl::Status Compact(int64_t rev, std::optional<uint64_t> applied_index = std::nullopt);
+  // Only the mark: reads below `rev` fail from now on; RunCompaction() removes the data.
+  absl::Status ScheduleCompaction(int64_t rev,
+                                  std::optional<uint64_t> applied_index = std::nullopt);
+  // Deletes the history that scheduled compactions dropped, one bounded write batch at a time;
+  // returns once none is pending. Resumable: safe to interrupt by a crash and call again after
+  // reopening. Calls are serialized.
+  absl::Status RunCompaction();
+  bool CompactionPending() const;
+
+  // Live keys attached to `lease`, sorted.
+  absl::StatusOr<std::vector<std::string>> KeysWithLease(int64_t lease) const;
+  // Every lease record, sorted by id: how the lease layer rebuilds its leases at open.
+  absl::StatusOr<std::vector<LeaseRecord>> Leases() const;
+  // Every (lease, key) pair of live keys with a lease, sorted by lease then key: how the lease
+  // layer rebuilds its attachments at open.
+  absl::StatusOr<std::vector<LeaseKey>> AllLeaseKeys() const;
+
+  // A deterministic hash of the history up to `rev` (0 = current), equal on members with the
+  // same history and compaction revision. Errors as etcd's HashByRev: CompactedError() if
+  // 0 < rev <= CompactedRevision(), FutureRevisionError() if rev > CurrentRevision().
+  absl::StatusOr<KvHash> HashKV(int64_t rev) const;
+
+  // Writes a consistent copy of the store into `dir` (which must not exist), hard-linking
+  // files where it can: a snapshot for a new member or for backup; MvccStore::Open reads it.
+  absl::Status CreateCheckpoint(const std::string& dir) const;
+  // Approximate bytes on disk (etcd's db size in Status).
+  uint64_t ApproximateSizeBytes() const;
+
+ private:
+  friend class WriteTxn;
+
+  // What one read works on: a RocksDB snapshot and the revisions that hold in it.
+  struct ReadView {
+    std::shared_ptr<const rocksdb::Snapshot> snapshot;
+    int64_t revision = 0;
+    int64_t compacted = 0;
+  };
+
+  MvccStore(std::string dir, const MvccStoreOptions& options, std::unique_ptr<rocksdb::DB> db);
+
+  absl::Status LoadMeta();
+  std::shared_ptr<const rocksdb::Snapshot> TakeSnapshot();
+  ReadView CurrentView() const;
+
+  // The range at `read_revision` on `snapshot`: from the latest key space if `use_latest`
+  // (read_revision is the snapshot's revision, or one more with `overlay`, a write
+  // transaction's batch, on top), else from the history. `count`, `kvs` only; the caller sets
+  // `revision`.
+  // REQUIRES: `read_revision` already validated against the current and compacted revisions.
+  absl::StatusOr<RangeResult> RangeAt(const rocksdb::Snapshot* snapshot,
+                                      rocksdb::WriteBatchWithIndex* overlay, bool use_latest,
+                                      int64_t read_revision, std::string_view key,
+                                      std::string_view range_end,
+                                      const RangeOptions& options) const;
+
+  // The version of `key` at `rev` from the history, if it was live then.
+  absl::StatusOr<std::optional<KeyValue>> HistoryGet(const rocksdb::Snapshot* snapshot,
+                                                     std::string_view key, int64_t rev) const;
+
+  bool WriterFree() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !writer_active_; }
+  absl::Status Commit(WriteTxn* txn);
+  void ReleaseWriter();
+
+  // One bounded step of compaction towards `target`, from `*cursor`; clears *cursor when
+  // every change up to `target` has been examined.
+  absl::Status CompactionStep(int64_t target, std::optional<Revision>* cursor);
+
+  const std::string dir_;
+  const MvccStoreOptions options_;
+  // Declared before everything that holds snapshots of it.
+  std::unique_ptr<rocksdb::DB> db_;
+
+  mutable absl::Mutex mu_;
+  int64_t current_revision_ ABSL_GUARDED_BY(mu_) = 1;
+  // The scheduled compaction revision: reads below it fail.
+  int64_t compacted_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t applied_index_ ABSL_GUARDED_BY(mu_) = 0;
+  // Taken after the last commit; matches current_revision_.
+  std::shared_ptr<const rocksdb::Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  bool writer_active_ ABSL_GUARDED_BY(mu_) = false;
+
+  // History below this revision is physically gone (compaction at it has finished).
+  int64_t finished_compaction_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Serializes RunCompaction(), which holds it while it works; acquired before mu_.
+  absl::Mutex compaction_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+};
+
+}  // namespace mvcc
+
+#endif  // KVSTORE_STORAGE_MVCC_STORE_H_
