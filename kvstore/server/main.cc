@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_request_bytes + 512 * 1024));
   builder.SetMaxSendMessageSize(INT32_MAX);
   builder.RegisterService(&kv);
+  // Services register here, one block each.
   std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
   if (grpc_server == nullptr) return Fail("cannot listen on " + listen_client);
   spdlog::info("kvstore {} (member {:x}, cluster {:x}) serving clients on {}", name,
