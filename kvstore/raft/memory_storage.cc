@@ -71,6 +71,8 @@ absl::Status MemoryStorage::CreateSnapshot(uint64_t i, const ConfState& cs, std:
         absl::StrCat("raft: snapshot ", i, " is out of bound lastindex(", LastIndex(), ")"));
   }
   const uint64_t offset = entries_[0].index;
+  // The log was compacted past i (beyond the latest snapshot): its term is gone.
+  if (i < offset) return CompactedError();
   snapshot_.meta.index = i;
   snapshot_.meta.term = entries_[i - offset].term;
   snapshot_.meta.conf_state = cs;

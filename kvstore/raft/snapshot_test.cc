@@ -186,6 +186,16 @@ TEST(SnapshotTest, MemoryStorageRejectsInvalidCompactAndSnapshot) {
   EXPECT_EQ(s.LastIndex(), 5u);
 }
 
+TEST(SnapshotTest, MemoryStorageRefusesSnapshotBelowItsCompactionPoint) {
+  MemoryStorage s = MemoryStorage::Bootstrapped({1});
+  ASSERT_TRUE(s.Append(NumberedEntries(2, 6, 2)).ok());
+  // Compacted past index 3 without a snapshot there: entry 3's term is gone.
+  ASSERT_TRUE(s.Compact(4).ok());
+  EXPECT_TRUE(IsCompacted(s.CreateSnapshot(3, ConfState{.voters = {1}}, "")));
+  EXPECT_EQ(s.GetSnapshot()->meta.index, 1u);
+  EXPECT_TRUE(s.CreateSnapshot(4, ConfState{.voters = {1}}, "state@4").ok());
+}
+
 TEST(SnapshotTest, SnapshotOlderThanFollowerCommitIsIgnored) {
   ScriptedNetwork net(3);
   std::vector<Snapshot> installed;
