@@ -14,21 +14,24 @@ void FlagSet::String(const std::string& name, std::string* value, const std::str
 
 void FlagSet::Int(const std::string& name, int64_t* value, const std::string& help) {
   flags_[name] = Flag{help, absl::StrCat(*value), false, [name, value](const std::string& v) {
-                        if (!absl::SimpleAtoi(v, value)) {
-                          return absl::InvalidArgumentError(
-                              absl::StrCat("invalid value \"", v, "\" for flag --", name,
-                                           ": not an integer"));
+                        int64_t parsed;
+                        if (!absl::SimpleAtoi(v, &parsed)) {
+                          return absl::InvalidArgumentError(absl::StrCat(
+                              "invalid value \"", v, "\" for flag --", name, ": not an integer"));
                         }
+                        *value = parsed;
                         return absl::OkStatus();
                       }};
 }
 
 void FlagSet::Bool(const std::string& name, bool* value, const std::string& help) {
   flags_[name] = Flag{help, *value ? "true" : "false", true, [name, value](const std::string& v) {
-                        if (!absl::SimpleAtob(v, value)) {
+                        bool parsed;
+                        if (!absl::SimpleAtob(v, &parsed)) {
                           return absl::InvalidArgumentError(absl::StrCat(
                               "invalid value \"", v, "\" for flag --", name, ": not a boolean"));
                         }
+                        *value = parsed;
                         return absl::OkStatus();
                       }};
 }

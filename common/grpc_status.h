@@ -3,9 +3,9 @@
 #ifndef COMMON_GRPC_STATUS_H_
 #define COMMON_GRPC_STATUS_H_
 
-#include <string>
-
 #include <grpcpp/support/status.h>
+
+#include <string>
 
 #include "absl/status/status.h"
 

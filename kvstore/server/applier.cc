@@ -22,19 +22,35 @@ int CompareValues(const T& a, const T& b) {
 bool CompareKv(const Compare& c, const mvcc::KeyValue& kv) {
   int result = 0;
   switch (c.target()) {
-    case Compare::VALUE: result = CompareValues(kv.value, c.value()); break;
-    case Compare::CREATE: result = CompareValues(kv.create_revision, c.create_revision()); break;
-    case Compare::MOD: result = CompareValues(kv.mod_revision, c.mod_revision()); break;
-    case Compare::VERSION: result = CompareValues(kv.version, c.version()); break;
-    case Compare::LEASE: result = CompareValues(kv.lease, c.lease()); break;
-    default: return false;
+    case Compare::VALUE:
+      result = CompareValues(kv.value, c.value());
+      break;
+    case Compare::CREATE:
+      result = CompareValues(kv.create_revision, c.create_revision());
+      break;
+    case Compare::MOD:
+      result = CompareValues(kv.mod_revision, c.mod_revision());
+      break;
+    case Compare::VERSION:
+      result = CompareValues(kv.version, c.version());
+      break;
+    case Compare::LEASE:
+      result = CompareValues(kv.lease, c.lease());
+      break;
+    default:
+      return false;
   }
   switch (c.result()) {
-    case Compare::EQUAL: return result == 0;
-    case Compare::NOT_EQUAL: return result != 0;
-    case Compare::GREATER: return result > 0;
-    case Compare::LESS: return result < 0;
-    default: return false;
+    case Compare::EQUAL:
+      return result == 0;
+    case Compare::NOT_EQUAL:
+      return result != 0;
+    case Compare::GREATER:
+      return result > 0;
+    case Compare::LESS:
+      return result < 0;
+    default:
+      return false;
   }
 }
 
@@ -144,10 +160,10 @@ ApplyResult Applier::ApplyRequest(const kvstore::internal::InternalRaftRequest& 
       take(Txn(r.txn(), txn));
       break;
     case kvstore::internal::InternalRaftRequest::kRange:
-      take(ExecuteRange(r.range(), [&txn](std::string_view k, std::string_view e,
-                                          const mvcc::RangeOptions& o) {
-        return txn.Range(k, e, o);
-      }));
+      take(ExecuteRange(
+          r.range(), [&txn](std::string_view k, std::string_view e, const mvcc::RangeOptions& o) {
+            return txn.Range(k, e, o);
+          }));
       break;
     case kvstore::internal::InternalRaftRequest::kLeaseGrant: {
       const etcdserverpb::LeaseGrantRequest& g = r.lease_grant();
@@ -295,9 +311,8 @@ absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc
   };
   if (absl::Status s = check(r, *path); !s.ok()) return s;
 
-  std::function<absl::StatusOr<etcdserverpb::TxnResponse>(const TxnRequest&, const TxnPath&)>
-      run = [&](const TxnRequest& t,
-                const TxnPath& p) -> absl::StatusOr<etcdserverpb::TxnResponse> {
+  std::function<absl::StatusOr<etcdserverpb::TxnResponse>(const TxnRequest&, const TxnPath&)> run =
+      [&](const TxnRequest& t, const TxnPath& p) -> absl::StatusOr<etcdserverpb::TxnResponse> {
     etcdserverpb::TxnResponse resp;
     resp.mutable_header();
     resp.set_succeeded(p.succeeded);
@@ -306,11 +321,10 @@ absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc
       etcdserverpb::ResponseOp* out = resp.add_responses();
       switch (op.request_case()) {
         case RequestOp::kRequestRange: {
-          absl::StatusOr<etcdserverpb::RangeResponse> rr = ExecuteRange(
-              op.request_range(),
-              [&txn](std::string_view k, std::string_view e, const mvcc::RangeOptions& o) {
-                return txn.Range(k, e, o);
-              });
+          absl::StatusOr<etcdserverpb::RangeResponse> rr =
+              ExecuteRange(op.request_range(),
+                           [&txn](std::string_view k, std::string_view e,
+                                  const mvcc::RangeOptions& o) { return txn.Range(k, e, o); });
           if (!rr.ok()) return rr.status();
           *out->mutable_response_range() = std::move(*rr);
           break;

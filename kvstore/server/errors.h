@@ -8,21 +8,21 @@
 
 namespace kvstore::server {
 
-absl::Status EmptyKeyError();            // InvalidArgument
-absl::Status KeyNotFoundError();         // InvalidArgument
-absl::Status ValueProvidedError();       // InvalidArgument
-absl::Status LeaseProvidedError();       // InvalidArgument
-absl::Status TooManyOpsError();          // InvalidArgument
-absl::Status DuplicateKeyError();        // InvalidArgument
-absl::Status RequestTooLargeError();     // InvalidArgument
-absl::Status CompactedRevisionError();   // OutOfRange
-absl::Status FutureRevisionError();      // OutOfRange
-absl::Status LeaseNotFoundError();       // NotFound
-absl::Status LeaseExistsError();         // FailedPrecondition
-absl::Status LeaseTtlTooLargeError();    // OutOfRange
-absl::Status TimeoutError();             // Unavailable
-absl::Status MemberNotFoundError();      // NotFound
-absl::Status BadLeaderTransfereeError(); // FailedPrecondition
+absl::Status EmptyKeyError();             // InvalidArgument
+absl::Status KeyNotFoundError();          // InvalidArgument
+absl::Status ValueProvidedError();        // InvalidArgument
+absl::Status LeaseProvidedError();        // InvalidArgument
+absl::Status TooManyOpsError();           // InvalidArgument
+absl::Status DuplicateKeyError();         // InvalidArgument
+absl::Status RequestTooLargeError();      // InvalidArgument
+absl::Status CompactedRevisionError();    // OutOfRange
+absl::Status FutureRevisionError();       // OutOfRange
+absl::Status LeaseNotFoundError();        // NotFound
+absl::Status LeaseExistsError();          // FailedPrecondition
+absl::Status LeaseTtlTooLargeError();     // OutOfRange
+absl::Status TimeoutError();              // Unavailable
+absl::Status MemberNotFoundError();       // NotFound
+absl::Status BadLeaderTransfereeError();  // FailedPrecondition
 
 // Maps the MVCC store's compacted / future-revision errors to etcd's; passes others on.
 absl::Status FromStoreError(const absl::Status& s);

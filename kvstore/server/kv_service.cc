@@ -40,10 +40,9 @@ grpc::Status KvService::Range(grpc::ServerContext* ctx, const etcdserverpb::Rang
     if (!s.ok()) return ToGrpcStatus(s);
   }
   const mvcc::MvccStore& store = server_->store();
-  absl::StatusOr<etcdserverpb::RangeResponse> rr = ExecuteRange(
-      *req, [&store](std::string_view k, std::string_view e, const mvcc::RangeOptions& o) {
-        return store.Range(k, e, o);
-      });
+  absl::StatusOr<etcdserverpb::RangeResponse> rr =
+      ExecuteRange(*req, [&store](std::string_view k, std::string_view e,
+                                  const mvcc::RangeOptions& o) { return store.Range(k, e, o); });
   if (!rr.ok()) return ToGrpcStatus(rr.status());
   *resp = std::move(*rr);
   server_->FillHeader(resp->mutable_header());

@@ -187,6 +187,7 @@ void RaftDriver::RunOnce() {
   while (node_->HasReady()) {
     changed = true;
     raft::Ready rd = node_->GetReady();
+    const absl::Time save_start = clock_->Now();
     if (absl::Status s = log_->Save(rd); !s.ok()) {
       // What reached the disk is unknown; carrying on could acknowledge a lost write.
       spdlog::critical("raft log write failed, stopping: {}", s.ToString());
@@ -197,10 +198,26 @@ void RaftDriver::RunOnce() {
                        rd.snapshot.meta.index);
       std::abort();
     }
+    ServerMetrics* m = options_.metrics;
+    if (m != nullptr && rd.must_sync)
+      m->wal_fsync_seconds->ObserveDuration(clock_->Now() - save_start);
+    if (m != nullptr && rd.soft_state) {
+      m->has_leader->Set(rd.soft_state->leader != raft::kNone ? 1 : 0);
+      m->is_leader->Set(rd.soft_state->role == raft::Role::kLeader ? 1 : 0);
+      if (rd.soft_state->leader != raft::kNone && rd.soft_state->leader != last_leader_) {
+        m->leader_changes->Add();
+      }
+    }
+    if (rd.soft_state) last_leader_ = rd.soft_state->leader;
     if (transport_ != nullptr && !rd.messages.empty()) transport_->Send(std::move(rd.messages));
     const uint64_t already = sm_->AppliedIndex();
+    const absl::Time apply_start = clock_->Now();
     for (const raft::Entry& e : rd.committed_entries) {
       if (e.index > already) sm_->Apply(e);
+    }
+    if (m != nullptr && !rd.committed_entries.empty()) {
+      m->apply_seconds->ObserveDuration(clock_->Now() - apply_start);
+      m->proposals_committed->Add(rd.committed_entries.size());
     }
     if (!rd.committed_entries.empty()) {
       applied_.store(std::max(already, rd.committed_entries.back().index),

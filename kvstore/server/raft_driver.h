@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "kvstore/raft/node.h"
+#include "kvstore/server/server_metrics.h"
 #include "kvstore/storage/raft_log_store.h"
 
 namespace kvstore::server {
@@ -84,13 +85,14 @@ class RaftDriver {
     uint64_t seed = 0;
     // A read that no round confirmed within this long is asked again.
     absl::Duration read_retry = absl::Seconds(1);
+    // Not owned; may be null.
+    ServerMetrics* metrics = nullptr;
   };
 
   // REQUIRES: `log` holds a bootstrapped or restarted member's state.
   static absl::StatusOr<std::unique_ptr<RaftDriver>> Create(const Options& options,
                                                             storage::RaftLogStore* log,
-                                                            StateMachine* sm,
-                                                            Transport* transport,
+                                                            StateMachine* sm, Transport* transport,
                                                             const common::Clock* clock);
   ~RaftDriver();
 
@@ -153,6 +155,7 @@ class RaftDriver {
 
   // Driver thread only.
   absl::Time next_tick_;
+  uint64_t last_leader_ = raft::kNone;
   // Reads waiting for a ReadIndex round (by request id) and then for the apply index.
   uint64_t next_read_id_ = 1;
   uint64_t read_in_flight_ = 0;  // request id of the round asked for, or 0

@@ -24,18 +24,22 @@ using etcdserverpb::RangeRequest;
 // a stable insertion sort).
 bool Less(RangeRequest::SortTarget t, const mvcc::KeyValue& a, const mvcc::KeyValue& b) {
   switch (t) {
-    case RangeRequest::VERSION: return a.version < b.version;
-    case RangeRequest::CREATE: return a.create_revision < b.create_revision;
-    case RangeRequest::MOD: return a.mod_revision < b.mod_revision;
-    case RangeRequest::VALUE: return a.value < b.value;
-    default: return a.key < b.key;
+    case RangeRequest::VERSION:
+      return a.version < b.version;
+    case RangeRequest::CREATE:
+      return a.create_revision < b.create_revision;
+    case RangeRequest::MOD:
+      return a.mod_revision < b.mod_revision;
+    case RangeRequest::VALUE:
+      return a.value < b.value;
+    default:
+      return a.key < b.key;
   }
 }
 
 }  // namespace
 
-absl::StatusOr<etcdserverpb::RangeResponse> ExecuteRange(const RangeRequest& r,
-                                                         RangeReader read) {
+absl::StatusOr<etcdserverpb::RangeResponse> ExecuteRange(const RangeRequest& r, RangeReader read) {
   const bool filtered = r.min_mod_revision() != 0 || r.max_mod_revision() != 0 ||
                         r.min_create_revision() != 0 || r.max_create_revision() != 0;
   mvcc::RangeOptions o;

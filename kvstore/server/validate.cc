@@ -78,11 +78,20 @@ absl::Status ValidateOps(const google::protobuf::RepeatedPtrField<RequestOp>& op
   for (const RequestOp& op : ops) {
     absl::Status s;
     switch (op.request_case()) {
-      case RequestOp::kRequestRange: s = ValidateRange(op.request_range()); break;
-      case RequestOp::kRequestPut: s = ValidatePut(op.request_put()); break;
-      case RequestOp::kRequestDeleteRange: s = ValidateDeleteRange(op.request_delete_range()); break;
-      case RequestOp::kRequestTxn: s = ValidateTxn(op.request_txn(), max_ops); break;
-      default: break;
+      case RequestOp::kRequestRange:
+        s = ValidateRange(op.request_range());
+        break;
+      case RequestOp::kRequestPut:
+        s = ValidatePut(op.request_put());
+        break;
+      case RequestOp::kRequestDeleteRange:
+        s = ValidateDeleteRange(op.request_delete_range());
+        break;
+      case RequestOp::kRequestTxn:
+        s = ValidateTxn(op.request_txn(), max_ops);
+        break;
+      default:
+        break;
     }
     if (!s.ok()) return s;
   }
