@@ -96,6 +96,16 @@ void RaftDriver::Step(raft::Message m) {
   if (!stopping_) inbox_.push_back(std::move(m));
 }
 
+void RaftDriver::ReportUnreachable(uint64_t id) {
+  absl::MutexLock l(&mu_);
+  if (!stopping_) unreachable_.push_back(id);
+}
+
+void RaftDriver::ReportSnapshot(uint64_t id, bool ok) {
+  absl::MutexLock l(&mu_);
+  if (!stopping_) snapshot_reports_.emplace_back(id, ok);
+}
+
 void RaftDriver::TransferLeadership(uint64_t to) {
   absl::MutexLock l(&mu_);
   transfer_to_ = to;
@@ -108,7 +118,7 @@ DriverStatus RaftDriver::Status() const {
 
 bool RaftDriver::HasWork() const {
   return stopping_ || !proposals_.empty() || !inbox_.empty() || !new_reads_.empty() ||
-         transfer_to_ != raft::kNone;
+         transfer_to_ != raft::kNone || !unreachable_.empty() || !snapshot_reports_.empty();
 }
 
 void RaftDriver::Run() {
@@ -130,15 +140,21 @@ void RaftDriver::RunOnce() {
   std::vector<raft::Message> inbox;
   std::vector<Done> new_reads;
   uint64_t transfer_to;
+  std::vector<uint64_t> unreachable;
+  std::vector<std::pair<uint64_t, bool>> snapshot_reports;
   {
     absl::MutexLock l(&mu_);
     proposals.swap(proposals_);
     inbox.swap(inbox_);
     new_reads.swap(new_reads_);
     transfer_to = std::exchange(transfer_to_, raft::kNone);
+    unreachable.swap(unreachable_);
+    snapshot_reports.swap(snapshot_reports_);
   }
 
   for (raft::Message& m : inbox) node_->Step(m).IgnoreError();  // stale messages are normal
+  for (uint64_t id : unreachable) node_->ReportUnreachable(id);
+  for (auto [id, ok] : snapshot_reports) node_->ReportSnapshot(id, ok);
   if (transfer_to != raft::kNone) node_->TransferLeadership(transfer_to);
   if (!proposals.empty()) {
     std::vector<std::string> batch;

@@ -56,6 +56,16 @@ class Transport {
   virtual void Send(std::vector<raft::Message> messages) = 0;
 };
 
+// Where a transport delivers what arrives from peers, and how sending went: the driver in
+// production, a recorder in tests.
+class MessageSink {
+ public:
+  virtual ~MessageSink() = default;
+  virtual void Step(raft::Message m) = 0;
+  virtual void ReportUnreachable(uint64_t id) = 0;
+  virtual void ReportSnapshot(uint64_t id, bool ok) = 0;
+};
+
 // "etcdserver: no leader": nothing can be committed or confirmed right now.
 absl::Status NoLeaderError();
 // "etcdserver: server stopped".
@@ -72,7 +82,7 @@ struct DriverStatus {
   raft::ConfState conf_state;
 };
 
-class RaftDriver {
+class RaftDriver : public MessageSink {
  public:
   using Done = absl::AnyInvocable<void(absl::Status)>;
 
@@ -94,7 +104,7 @@ class RaftDriver {
                                                             storage::RaftLogStore* log,
                                                             StateMachine* sm, Transport* transport,
                                                             const common::Clock* clock);
-  ~RaftDriver();
+  ~RaftDriver() override;
 
   void Start();
   // Stops the thread; queued proposals and reads fail with StoppedError().
@@ -106,8 +116,11 @@ class RaftDriver {
   // Calls `done(OK)` once this member has applied everything committed before the call
   // (a linearizable read may then read the state machine), or an error.
   void ReadBarrier(Done done);
-  // A message from a peer.
-  void Step(raft::Message m);
+  // MessageSink: a message from a peer; a peer that could not be reached; how sending a
+  // snapshot to a peer ended.
+  void Step(raft::Message m) override;
+  void ReportUnreachable(uint64_t id) override;
+  void ReportSnapshot(uint64_t id, bool ok) override;
   void TransferLeadership(uint64_t to);
 
   DriverStatus Status() const;
@@ -151,6 +164,8 @@ class RaftDriver {
   std::vector<raft::Message> inbox_ ABSL_GUARDED_BY(mu_);
   std::vector<Done> new_reads_ ABSL_GUARDED_BY(mu_);
   uint64_t transfer_to_ ABSL_GUARDED_BY(mu_) = raft::kNone;
+  std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<uint64_t, bool>> snapshot_reports_ ABSL_GUARDED_BY(mu_);
   DriverStatus status_ ABSL_GUARDED_BY(mu_);
 
   // Driver thread only.

@@ -1,0 +1,196 @@
+#include "kvstore/server/peer_transport.h"
+
+#include <deque>
+#include <thread>
+#include <utility>
+
+#include "kvstore/server/peer_codec.h"
+#include "spdlog/spdlog.h"
+
+namespace kvstore::server {
+
+// One peer: its queue, and the thread that streams the queue to it.
+class PeerTransport::Peer {
+ public:
+  Peer(uint64_t id, const std::string& address, const Options& options, MessageSink* sink)
+      : id_(id),
+        address_(address),
+        options_(options),
+        sink_(sink),
+        stub_(kvstore::raftpb::RaftPeer::NewStub(
+            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~Peer() {
+    {
+      absl::MutexLock l(&mu_);
+      stopping_ = true;
+      if (ctx_ != nullptr) ctx_->TryCancel();  // unblocks a Write stuck on a dead peer
+    }
+    thread_.join();
+  }
+
+  void Enqueue(raft::Message m) {
+    bool overflow = false;
+    {
+      absl::MutexLock l(&mu_);
+      if (stopping_) return;
+      if (queue_.size() >= options_.max_queued) {
+        overflow = true;
+      } else {
+        queue_.push_back(std::move(m));
+      }
+    }
+    if (overflow) Dropped({m});
+  }
+
+ private:
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); }
+
+  // Raft retransmits what is lost; it only needs to hear that the peer is not keeping up.
+  void Dropped(const std::vector<raft::Message>& lost) {
+    bool reported = false;
+    for (const raft::Message& m : lost) {
+      if (m.type == raft::MessageType::kSnap) sink_->ReportSnapshot(id_, false);
+      if (!reported) {
+        sink_->ReportUnreachable(id_);
+        reported = true;
+      }
+    }
+  }
+
+  void Run() {
+    std::unique_ptr<grpc::ClientWriter<kvstore::raftpb::MessageBatch>> writer;
+    kvstore::raftpb::SendResponse resp;
+    for (;;) {
+      std::vector<raft::Message> batch;
+      {
+        absl::MutexLock l(&mu_);
+        mu_.Await(absl::Condition(this, &Peer::HasWork));
+        if (stopping_) break;
+        size_t bytes = 0;
+        while (!queue_.empty() && (batch.empty() || bytes < options_.max_batch_bytes)) {
+          bytes += queue_.front().snapshot.data.size() + 64;
+          for (const raft::Entry& e : queue_.front().entries) bytes += e.data.size() + 24;
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        if (writer == nullptr) {
+          ctx_ = std::make_unique<grpc::ClientContext>();
+          writer = stub_->Send(ctx_.get(), &resp);
+        }
+      }
+      kvstore::raftpb::MessageBatch out;
+      out.set_cluster_id(options_.cluster_id);
+      for (const raft::Message& m : batch) ToProto(m, out.add_messages());
+      if (writer->Write(out)) {
+        if (logged_down_) {
+          spdlog::info("peer {:x} at {} reachable again", id_, address_);
+          logged_down_ = false;
+        }
+        for (const raft::Message& m : batch) {
+          if (m.type == raft::MessageType::kSnap) sink_->ReportSnapshot(id_, true);
+        }
+        continue;
+      }
+      // The stream broke (peer down, restarting, or refusing us): start a new one later.
+      const grpc::Status st = writer->Finish();
+      {
+        absl::MutexLock l(&mu_);
+        writer.reset();
+        ctx_.reset();
+      }
+      if (!logged_down_) {
+        spdlog::warn("peer {:x} at {} unreachable: {}", id_, address_, st.error_message());
+        logged_down_ = true;
+      }
+      Dropped(batch);
+      absl::MutexLock l(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
+      if (stopping_) break;
+      continue;
+    }
+    absl::MutexLock l(&mu_);
+    if (writer != nullptr) {
+      ctx_->TryCancel();
+      writer.reset();
+    }
+    ctx_.reset();
+  }
+
+  const uint64_t id_;
+  const std::string address_;
+  const Options& options_;
+  MessageSink* const sink_;
+  std::unique_ptr<kvstore::raftpb::RaftPeer::Stub> stub_;
+  bool logged_down_ = false;  // sender thread only
+
+  absl::Mutex mu_;
+  std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+PeerTransport::PeerTransport(const Options& options, MessageSink* sink)
+    : options_(options), sink_(sink), service_(options.cluster_id, sink) {}
+
+PeerTransport::~PeerTransport() { Stop(); }
+
+void PeerTransport::AddPeer(uint64_t id, const std::string& address) {
+  auto peer = std::make_unique<Peer>(id, address, options_, sink_);
+  absl::MutexLock l(&mu_);
+  peers_[id] = std::move(peer);
+}
+
+void PeerTransport::RemovePeer(uint64_t id) {
+  std::unique_ptr<Peer> gone;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return;
+    gone = std::move(it->second);
+    peers_.erase(it);
+  }
+  // Destroyed outside the lock: it joins its thread.
+}
+
+void PeerTransport::Stop() {
+  std::map<uint64_t, std::unique_ptr<Peer>> all;
+  {
+    absl::MutexLock l(&mu_);
+    all.swap(peers_);
+  }
+}
+
+void PeerTransport::Send(std::vector<raft::Message> messages) {
+  absl::MutexLock l(&mu_);
+  for (raft::Message& m : messages) {
+    auto it = peers_.find(m.to);
+    if (it == peers_.end()) continue;  // not (or no longer) a peer we know
+    it->second->Enqueue(std::move(m));
+  }
+}
+
+grpc::Status PeerTransport::Service::Send(grpc::ServerContext*,
+                                          grpc::ServerReader<kvstore::raftpb::MessageBatch>* reader,
+                                          kvstore::raftpb::SendResponse*) {
+  kvstore::raftpb::MessageBatch batch;
+  while (reader->Read(&batch)) {
+    if (batch.cluster_id() != cluster_id_) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "raft: message from a member of another cluster");
+    }
+    for (const kvstore::raftpb::Message& pm : batch.messages()) {
+      absl::StatusOr<raft::Message> m = FromProto(pm);
+      if (!m.ok()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(m.status().message()));
+      }
+      sink_->Step(std::move(*m));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace kvstore::server

@@ -1,0 +1,85 @@
+// PeerTransport carries Raft messages between members over the RaftPeer gRPC service
+// (proto/raft/raft_peer.proto).
+//
+// Sending: Send() never blocks the Raft driver. Each peer has a queue and a sender thread
+// that keeps one long-lived client stream open and writes everything queued as one batch
+// per write, so that appends are pipelined without a round trip per message. A queue that
+// overflows, a stream that breaks, or a peer that cannot be dialed drops messages (Raft
+// retransmits) and reports the peer unreachable; a snapshot message reports whether it
+// was written (ReportSnapshot), as the core expects.
+//
+// Receiving: service() is the gRPC service peers stream to; each message is checked (the
+// sender's cluster id, well-formed types) and handed to the sink.
+//
+// Threads: every public method may be called from any thread. Sink calls come from the
+// sender threads and gRPC's threads. The sink must outlive the transport.
+#ifndef KVSTORE_SERVER_PEER_TRANSPORT_H_
+#define KVSTORE_SERVER_PEER_TRANSPORT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kvstore/raft/types.h"
+#include "kvstore/server/raft_driver.h"
+#include "raft/raft_peer.grpc.pb.h"
+
+namespace kvstore::server {
+
+class PeerTransport : public Transport {
+ public:
+  struct Options {
+    uint64_t cluster_id = 0;
+    // Messages waiting for one peer beyond this are dropped (the peer is reported).
+    size_t max_queued = 4096;
+    // Bytes written in one batch, at most (at least one message).
+    size_t max_batch_bytes = 4 << 20;
+    // Wait between attempts to reach a peer that is down.
+    absl::Duration retry = absl::Milliseconds(100);
+  };
+
+  PeerTransport(const Options& options, MessageSink* sink);
+  ~PeerTransport() override;
+
+  // `address` is host:port of the peer's RaftPeer service.
+  void AddPeer(uint64_t id, const std::string& address);
+  void RemovePeer(uint64_t id);
+  // Stops every sender; messages still queued are dropped.
+  void Stop();
+
+  void Send(std::vector<raft::Message> messages) override;
+
+  grpc::Service* service() { return &service_; }
+
+ private:
+  class Peer;
+
+  class Service final : public kvstore::raftpb::RaftPeer::Service {
+   public:
+    Service(uint64_t cluster_id, MessageSink* sink) : cluster_id_(cluster_id), sink_(sink) {}
+    grpc::Status Send(grpc::ServerContext* ctx,
+                      grpc::ServerReader<kvstore::raftpb::MessageBatch>* r,
+                      kvstore::raftpb::SendResponse* resp) override;
+
+   private:
+    const uint64_t cluster_id_;
+    MessageSink* const sink_;
+  };
+
+  const Options options_;
+  MessageSink* const sink_;
+  Service service_;
+  absl::Mutex mu_;
+  std::map<uint64_t, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvstore::server
+
+#endif  // KVSTORE_SERVER_PEER_TRANSPORT_H_
