@@ -4,64 +4,13 @@
 
 #include "kvstore/server/errors.h"
 #include "kvstore/server/range.h"
+#include "kvstore/server/txn.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::server {
-namespace {
 
-using etcdserverpb::Compare;
 using etcdserverpb::RequestOp;
 using etcdserverpb::TxnRequest;
-
-template <typename T>
-int CompareValues(const T& a, const T& b) {
-  return a < b ? -1 : (b < a ? 1 : 0);
-}
-
-// Whether `kv` satisfies `c` (a missing key compares as a zero KeyValue).
-bool CompareKv(const Compare& c, const mvcc::KeyValue& kv) {
-  int result = 0;
-  switch (c.target()) {
-    case Compare::VALUE:
-      result = CompareValues(kv.value, c.value());
-      break;
-    case Compare::CREATE:
-      result = CompareValues(kv.create_revision, c.create_revision());
-      break;
-    case Compare::MOD:
-      result = CompareValues(kv.mod_revision, c.mod_revision());
-      break;
-    case Compare::VERSION:
-      result = CompareValues(kv.version, c.version());
-      break;
-    case Compare::LEASE:
-      result = CompareValues(kv.lease, c.lease());
-      break;
-    default:
-      return false;
-  }
-  switch (c.result()) {
-    case Compare::EQUAL:
-      return result == 0;
-    case Compare::NOT_EQUAL:
-      return result != 0;
-    case Compare::GREATER:
-      return result > 0;
-    case Compare::LESS:
-      return result < 0;
-    default:
-      return false;
-  }
-}
-
-// The branch of a txn chosen by its compares, and those of the nested txns in it, all
-// decided against the state before the txn writes anything (as etcd does).
-struct TxnPath {
-  bool succeeded = false;
-  std::vector<TxnPath> nested;  // one per request_txn op of the chosen branch, in order
-};
-
-}  // namespace
 
 Applier::Applier(mvcc::MvccStore* store, Lessor* lessor, ApplyListener* listener)
     : store_(store), lessor_(lessor), listener_(listener) {}
@@ -229,49 +178,11 @@ absl::StatusOr<etcdserverpb::DeleteRangeResponse> Applier::DeleteRange(
   return resp;
 }
 
-absl::StatusOr<bool> Applier::Compare(const etcdserverpb::Compare& c, mvcc::WriteTxn& txn) {
-  absl::StatusOr<mvcc::RangeResult> rr = txn.Range(c.key(), c.range_end());
-  if (!rr.ok()) return FromStoreError(rr.status());
-  if (rr->kvs.empty()) {
-    // A value cannot be compared with a key that does not exist: it always fails.
-    if (c.target() == Compare::VALUE) return false;
-    return CompareKv(c, mvcc::KeyValue{});
-  }
-  for (const mvcc::KeyValue& kv : rr->kvs) {
-    if (!CompareKv(c, kv)) return false;
-  }
-  return true;
-}
-
-namespace {
-
-// Decides the branches of `r` and its nested txns before anything is written.
-absl::StatusOr<TxnPath> DecidePath(const TxnRequest& r,
-                                   absl::FunctionRef<absl::StatusOr<bool>(const Compare&)> eval) {
-  TxnPath path;
-  path.succeeded = true;
-  for (const Compare& c : r.compare()) {
-    absl::StatusOr<bool> ok = eval(c);
-    if (!ok.ok()) return ok.status();
-    if (!*ok) {
-      path.succeeded = false;
-      break;
-    }
-  }
-  for (const RequestOp& op : path.succeeded ? r.success() : r.failure()) {
-    if (op.request_case() != RequestOp::kRequestTxn) continue;
-    absl::StatusOr<TxnPath> nested = DecidePath(op.request_txn(), eval);
-    if (!nested.ok()) return nested.status();
-    path.nested.push_back(std::move(*nested));
-  }
-  return path;
-}
-
-}  // namespace
-
 absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc::WriteTxn& txn) {
-  absl::StatusOr<TxnPath> path =
-      DecidePath(r, [&](const etcdserverpb::Compare& c) { return Compare(c, txn); });
+  auto read = [&txn](std::string_view k, std::string_view e, const mvcc::RangeOptions& o) {
+    return txn.Range(k, e, o);
+  };
+  absl::StatusOr<TxnPath> path = DecidePath(r, read);
   if (!path.ok()) return path.status();
 
   // Check every op on the chosen path before writing anything, so that a txn either
@@ -321,10 +232,7 @@ absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc
       etcdserverpb::ResponseOp* out = resp.add_responses();
       switch (op.request_case()) {
         case RequestOp::kRequestRange: {
-          absl::StatusOr<etcdserverpb::RangeResponse> rr =
-              ExecuteRange(op.request_range(),
-                           [&txn](std::string_view k, std::string_view e,
-                                  const mvcc::RangeOptions& o) { return txn.Range(k, e, o); });
+          absl::StatusOr<etcdserverpb::RangeResponse> rr = ExecuteRange(op.request_range(), read);
           if (!rr.ok()) return rr.status();
           *out->mutable_response_range() = std::move(*rr);
           break;

@@ -63,7 +63,6 @@ class Applier : public StateMachine {
       const etcdserverpb::DeleteRangeRequest& r, mvcc::WriteTxn& txn);
   absl::StatusOr<etcdserverpb::TxnResponse> Txn(const etcdserverpb::TxnRequest& r,
                                                 mvcc::WriteTxn& txn);
-  absl::StatusOr<bool> Compare(const etcdserverpb::Compare& c, mvcc::WriteTxn& txn);
   // Every lease a Put in the txn (or its nested txns, on the branch that will run) names
   // must exist before anything is written.
   absl::Status CheckTxnLeases(const etcdserverpb::TxnRequest& r, mvcc::WriteTxn& txn);

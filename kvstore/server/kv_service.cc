@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "kvstore/server/range.h"
+#include "kvstore/server/txn.h"
 #include "kvstore/server/validate.h"
 
 namespace kvstore::server {
@@ -70,6 +71,28 @@ grpc::Status KvService::Txn(grpc::ServerContext* ctx, const etcdserverpb::TxnReq
                             etcdserverpb::TxnResponse* resp) {
   if (absl::Status s = ValidateTxn(*req, server_->max_txn_ops()); !s.ok()) {
     return ToGrpcStatus(s);
+  }
+  if (IsReadOnlyTxn(*req)) {
+    // Served from the store like a Range (as etcd does): linearizable unless every range
+    // in it is serializable. All reads happen at one revision.
+    if (!IsSerializableTxn(*req)) {
+      absl::Status s = server_->WaitLinearizable(RequestDeadline(ctx, request_timeout_));
+      if (!s.ok()) return ToGrpcStatus(s);
+    }
+    const mvcc::MvccStore& store = server_->store();
+    const int64_t rev = store.CurrentRevision();
+    auto read = [&store, rev](std::string_view k, std::string_view e, mvcc::RangeOptions o) {
+      if (o.revision == 0) o.revision = rev;
+      return store.Range(k, e, o);
+    };
+    absl::StatusOr<TxnPath> path = DecidePath(*req, read);
+    if (!path.ok()) return ToGrpcStatus(path.status());
+    absl::StatusOr<etcdserverpb::TxnResponse> tr = RunReadOnlyTxn(*req, *path, read);
+    if (!tr.ok()) return ToGrpcStatus(tr.status());
+    *resp = std::move(*tr);
+    resp->mutable_header()->set_revision(rev);
+    server_->FillHeader(resp->mutable_header());
+    return grpc::Status::OK;
   }
   kvstore::internal::InternalRaftRequest r;
   *r.mutable_txn() = *req;
