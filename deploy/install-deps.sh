@@ -11,7 +11,7 @@ PACKAGES=(
   librocksdb-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libspdlog-dev libyaml-cpp-dev libcpp-httplib-dev libssl-dev
   # real peers used by compatibility, failure and benchmark tests
-  etcd-server etcd-client python3 python3-etcd3 python3-grpcio haproxy iproute2 procps
+  etcd-server etcd-client python3 python3-etcd3 python3-grpcio python3-protobuf haproxy iproute2 procps util-linux
 )
 
 missing=()

@@ -61,6 +61,12 @@ void Applier::CommitIndexOnly(uint64_t index) {
 
 ApplyResult Applier::Compact(const etcdserverpb::CompactionRequest& r, uint64_t index) {
   ApplyResult out;
+  if (r.revision() == 0 && store_->CompactedRevision() == 0) {
+    // etcd accepts compacting a never-compacted store at 0: there is nothing to drop.
+    CommitIndexOnly(index);
+    out.response = etcdserverpb::CompactionResponse();
+    return out;
+  }
   // The mark commits with the applied index; the history goes in bounded batches.
   out.status = FromStoreError(store_->Compact(r.revision(), index));
   if (out.status.ok()) out.response = etcdserverpb::CompactionResponse();
@@ -143,6 +149,8 @@ ApplyResult Applier::ApplyRequest(const kvstore::internal::InternalRaftRequest& 
 
 absl::StatusOr<etcdserverpb::PutResponse> Applier::Put(const etcdserverpb::PutRequest& r,
                                                        mvcc::WriteTxn& txn) {
+  // As etcd, the request's lease is checked before the key it may need.
+  if (r.lease() != mvcc::kNoLease && !lessor_->Exists(r.lease())) return LeaseNotFoundError();
   std::string_view value = r.value();
   int64_t lease = r.lease();
   std::optional<mvcc::KeyValue> prev;
@@ -205,12 +213,6 @@ absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc
           }
           break;
         }
-        case RequestOp::kRequestRange: {
-          const int64_t rev = op.request_range().revision();
-          if (rev > store_->CurrentRevision()) return FutureRevisionError();
-          if (rev > 0 && rev < store_->CompactedRevision()) return CompactedRevisionError();
-          break;
-        }
         case RequestOp::kRequestTxn:
           if (absl::Status s = check(op.request_txn(), p.nested[nested++]); !s.ok()) return s;
           break;
@@ -221,6 +223,12 @@ absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc
     return absl::OkStatus();
   };
   if (absl::Status s = check(r, *path); !s.ok()) return s;
+  // Then the revisions of its ranges, as etcd orders the checks.
+  if (absl::Status s =
+          CheckTxnRanges(r, *path, store_->CurrentRevision(), store_->CompactedRevision());
+      !s.ok()) {
+    return s;
+  }
 
   std::function<absl::StatusOr<etcdserverpb::TxnResponse>(const TxnRequest&, const TxnPath&)> run =
       [&](const TxnRequest& t, const TxnPath& p) -> absl::StatusOr<etcdserverpb::TxnResponse> {

@@ -43,6 +43,34 @@ absl::Status MemberNotFoundError() { return absl::NotFoundError("etcdserver: mem
 absl::Status BadLeaderTransfereeError() {
   return absl::FailedPreconditionError("etcdserver: bad leader transferee");
 }
+absl::Status NotLeaderError() { return absl::FailedPreconditionError("etcdserver: not leader"); }
+absl::Status LeaderTransferTimeoutError() {
+  return absl::UnavailableError("etcdserver: request timed out, leader transfer took too long");
+}
+absl::Status NoSpaceError() {
+  return absl::ResourceExhaustedError("etcdserver: mvcc: database space exceeded");
+}
+absl::Status CorruptError() { return absl::DataLossError("etcdserver: corrupt cluster"); }
+absl::Status MemberBadUrlsError() {
+  return absl::InvalidArgumentError("etcdserver: given member URLs are invalid");
+}
+absl::Status PeerUrlExistsError() {
+  return absl::FailedPreconditionError("etcdserver: Peer URLs already exists");
+}
+absl::Status MemberNotLearnerError() {
+  return absl::FailedPreconditionError("etcdserver: can only promote a learner member");
+}
+absl::Status NotEnoughStartedMembersError() {
+  return absl::FailedPreconditionError(
+      "etcdserver: re-configuration failed due to not enough started members");
+}
+absl::Status MembershipChangeUnsupportedError() {
+  return absl::UnimplementedError(
+      "etcdserver: membership changes are not supported yet (single-member kvstore)");
+}
+absl::Status BadAlarmRequestError() {
+  return absl::InvalidArgumentError("etcdserver: invalid alarm request");
+}
 
 absl::Status FromStoreError(const absl::Status& s) {
   if (mvcc::IsCompactedError(s)) return CompactedRevisionError();

@@ -24,6 +24,21 @@ absl::Status TimeoutError();              // Unavailable
 absl::Status MemberNotFoundError();       // NotFound
 absl::Status BadLeaderTransfereeError();  // FailedPrecondition
 
+// Leadership, alarms and membership.
+absl::Status NotLeaderError();                // FailedPrecondition
+absl::Status LeaderTransferTimeoutError();    // Unavailable
+absl::Status NoSpaceError();                  // ResourceExhausted
+absl::Status CorruptError();                  // DataLoss
+absl::Status MemberBadUrlsError();            // InvalidArgument
+absl::Status PeerUrlExistsError();            // FailedPrecondition
+absl::Status MemberNotLearnerError();         // FailedPrecondition
+absl::Status NotEnoughStartedMembersError();  // FailedPrecondition
+// Not etcd's: membership changes need replication (the next issue). Unimplemented.
+absl::Status MembershipChangeUnsupportedError();
+// Not etcd's either (etcd 3.4 crashes on an unknown alarm action or on activating NONE).
+// InvalidArgument.
+absl::Status BadAlarmRequestError();
+
 // Maps the MVCC store's compacted / future-revision errors to etcd's; passes others on.
 absl::Status FromStoreError(const absl::Status& s);
 

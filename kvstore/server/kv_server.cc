@@ -125,6 +125,7 @@ void KvServer::Stop() {
 
 absl::StatusOr<ApplyResult> KvServer::Write(kvstore::internal::InternalRaftRequest request,
                                             absl::Time deadline) {
+  if (absl::Status s = CheckAlarms(request); !s.ok()) return s;
   // The member id's low bits keep ids of different proposers apart.
   const uint64_t id = (member_id_ << 40) ^ next_request_.fetch_add(1);
   request.set_id(id);
@@ -169,6 +170,84 @@ void KvServer::FillHeader(etcdserverpb::ResponseHeader* h) const {
   h->set_member_id(member_id_);
   h->set_raft_term(driver_->Status().term);
   if (h->revision() == 0) h->set_revision(mvcc_->CurrentRevision());
+}
+
+namespace {
+
+// Whether a txn may put: etcd's capped applier refuses a txn whose cost is not zero, and
+// only puts (in any branch, nested txns included) cost something.
+bool TxnMayPut(const etcdserverpb::TxnRequest& t) {
+  for (const auto* ops : {&t.success(), &t.failure()}) {
+    for (const etcdserverpb::RequestOp& op : *ops) {
+      if (op.has_request_put()) return true;
+      if (op.has_request_txn() && TxnMayPut(op.request_txn())) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status KvServer::CheckAlarms(const kvstore::internal::InternalRaftRequest& r) const {
+  bool nospace = false;
+  bool corrupt = false;
+  {
+    absl::MutexLock l(&alarm_mu_);
+    for (const auto& [type, member] : alarms_) {
+      nospace |= type == etcdserverpb::NOSPACE;
+      corrupt |= type == etcdserverpb::CORRUPT;
+    }
+  }
+  if (corrupt) return CorruptError();
+  if (nospace && (r.has_put() || r.has_lease_grant() || (r.has_txn() && TxnMayPut(r.txn())))) {
+    return NoSpaceError();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<etcdserverpb::AlarmResponse> KvServer::Alarm(const etcdserverpb::AlarmRequest& r) {
+  etcdserverpb::AlarmResponse resp;
+  auto add = [&resp](int type, uint64_t member) {
+    etcdserverpb::AlarmMember* m = resp.add_alarms();
+    m->set_memberid(member);
+    m->set_alarm(static_cast<etcdserverpb::AlarmType>(type));
+  };
+  absl::MutexLock l(&alarm_mu_);
+  switch (r.action()) {
+    case etcdserverpb::AlarmRequest::GET:
+      for (const auto& [type, member] : alarms_) {
+        if (r.alarm() == etcdserverpb::NONE || r.alarm() == type) add(type, member);
+      }
+      return resp;
+    case etcdserverpb::AlarmRequest::ACTIVATE:
+      if (r.alarm() != etcdserverpb::NOSPACE && r.alarm() != etcdserverpb::CORRUPT) {
+        return BadAlarmRequestError();
+      }
+      alarms_.emplace(r.alarm(), r.memberid());
+      add(r.alarm(), r.memberid());
+      if (r.alarm() == etcdserverpb::NOSPACE) {
+        spdlog::warn("alarm NOSPACE raised by member {:x}", r.memberid());
+      } else {
+        spdlog::error("alarm CORRUPT raised by member {:x}", r.memberid());
+      }
+      return resp;
+    case etcdserverpb::AlarmRequest::DEACTIVATE:
+      if (alarms_.erase({r.alarm(), r.memberid()}) > 0) add(r.alarm(), r.memberid());
+      return resp;
+    default:
+      return BadAlarmRequestError();
+  }
+}
+
+std::vector<etcdserverpb::AlarmMember> KvServer::ActiveAlarms() const {
+  std::vector<etcdserverpb::AlarmMember> out;
+  absl::MutexLock l(&alarm_mu_);
+  for (const auto& [type, member] : alarms_) {
+    out.emplace_back();
+    out.back().set_memberid(member);
+    out.back().set_alarm(static_cast<etcdserverpb::AlarmType>(type));
+  }
+  return out;
 }
 
 void KvServer::OnApplied(uint64_t request_id, ApplyResult result) {

@@ -16,8 +16,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -43,6 +45,8 @@ struct KvServerOptions {
   // and cluster ids, computed as etcd computes them.
   std::vector<std::string> peer_urls = {"http://localhost:2380"};
   std::string cluster_token = "etcd-cluster";
+  // etcd's --advertise-client-urls: what MemberList shows as this member's client URLs.
+  std::vector<std::string> client_urls = {"http://localhost:2379"};
   absl::Duration heartbeat = absl::Milliseconds(100);
   absl::Duration election = absl::Milliseconds(1000);
   // etcd's --max-request-bytes and --max-txn-ops.
@@ -72,7 +76,8 @@ class KvServer : public ApplyListener {
   void Stop();
 
   // Proposes `request` (its id is set here) and waits until it is applied or `deadline`
-  // passes (TimeoutError; the write may still be applied later, as with etcd).
+  // passes (TimeoutError; the write may still be applied later, as with etcd). Refused
+  // while an alarm forbids it (see Alarm()).
   absl::StatusOr<ApplyResult> Write(kvstore::internal::InternalRaftRequest request,
                                     absl::Time deadline);
   // Returns once this member has applied everything committed before the call, so that a
@@ -92,6 +97,15 @@ class KvServer : public ApplyListener {
   uint64_t member_id() const { return member_id_; }
   uint64_t cluster_id() const { return cluster_id_; }
   const KvServerOptions& options() const { return options_; }
+
+  // etcd's alarms (Maintenance.Alarm): GET lists the active ones (of one type, or all for
+  // NONE); ACTIVATE and DEACTIVATE answer with the alarm they changed, if any. While NOSPACE
+  // is active Write() refuses puts, txns that may put and lease grants (etcd's capped
+  // applier); while CORRUPT is active it refuses every write. Alarms are member-local and
+  // kept in memory for now: etcd replicates them through Raft and persists them, which
+  // needs an alarm request in our Raft entry (raft_internal.proto), due with replication.
+  absl::StatusOr<etcdserverpb::AlarmResponse> Alarm(const etcdserverpb::AlarmRequest& r);
+  std::vector<etcdserverpb::AlarmMember> ActiveAlarms() const;
   // Where committed changes go (the watch hub). Set before Start().
   void set_event_sink(EventSink sink) { event_sink_ = std::move(sink); }
 
@@ -109,6 +123,8 @@ class KvServer : public ApplyListener {
   absl::Status Init();
   // Completes the waiter for `id`, if any, with `result`.
   void Complete(uint64_t id, ApplyResult result);
+  // The alarm error for `request`, if an active alarm refuses it.
+  absl::Status CheckAlarms(const kvstore::internal::InternalRaftRequest& request) const;
   // Follows leadership (lessor promotion) and revokes expired leases.
   void LeaseLoop();
 
@@ -128,6 +144,10 @@ class KvServer : public ApplyListener {
   std::map<uint64_t, std::shared_ptr<Waiter>> waiters_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread lease_thread_;
+
+  mutable absl::Mutex alarm_mu_;
+  // (alarm type, member id) of every active alarm.
+  std::set<std::pair<int, uint64_t>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
 };
 
 }  // namespace kvstore::server

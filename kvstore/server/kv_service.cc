@@ -87,6 +87,9 @@ grpc::Status KvService::Txn(grpc::ServerContext* ctx, const etcdserverpb::TxnReq
     };
     absl::StatusOr<TxnPath> path = DecidePath(*req, read);
     if (!path.ok()) return ToGrpcStatus(path.status());
+    if (absl::Status s = CheckTxnRanges(*req, *path, rev, store.CompactedRevision()); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
     absl::StatusOr<etcdserverpb::TxnResponse> tr = RunReadOnlyTxn(*req, *path, read);
     if (!tr.ok()) return ToGrpcStatus(tr.status());
     *resp = std::move(*tr);

@@ -1,1 +1,158 @@
-// Placeholder: being written.
+#include "kvstore/server/lease_service.h"
+
+#include <algorithm>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "kvstore/server/errors.h"
+#include "kvstore/server/kv_service.h"
+
+namespace kvstore::server {
+
+using common::ToGrpcStatus;
+
+namespace {
+
+constexpr int kSuffixBits = 48;
+constexpr uint64_t kSuffixMask = (uint64_t{1} << kSuffixBits) - 1;
+constexpr uint64_t kPositiveMask = (uint64_t{1} << 63) - 1;
+// How often a request waiting for the lessor's promotion looks again.
+constexpr absl::Duration kPrimaryPoll = absl::Milliseconds(10);
+
+// Proposes `r`, waits until it is applied, and moves the response of type T into `resp`.
+template <typename T>
+grpc::Status ProposeAndWait(KvServer* server, absl::Time deadline,
+                            kvstore::internal::InternalRaftRequest r, T* resp) {
+  absl::StatusOr<ApplyResult> applied = server->Write(std::move(r), deadline);
+  if (!applied.ok()) return ToGrpcStatus(applied.status());
+  if (!applied->status.ok()) return ToGrpcStatus(applied->status);
+  T* out = std::get_if<T>(&applied->response);
+  if (out == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected apply result");
+  *resp = std::move(*out);
+  server->FillHeader(resp->mutable_header());
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+LeaseIdGenerator::LeaseIdGenerator(uint64_t member_id, absl::Time now)
+    : prefix_((member_id & 0xffff) << kSuffixBits),
+      suffix_((static_cast<uint64_t>(absl::ToUnixMillis(now)) & ((uint64_t{1} << 40) - 1)) << 8) {}
+
+int64_t LeaseIdGenerator::Next() {
+  for (;;) {
+    const uint64_t suffix = suffix_.fetch_add(1, std::memory_order_relaxed) + 1;
+    const uint64_t id = (prefix_ | (suffix & kSuffixMask)) & kPositiveMask;
+    if (id != 0) return static_cast<int64_t>(id);
+  }
+}
+
+LeaseService::LeaseService(KvServer* server, absl::Duration request_timeout)
+    : server_(server), request_timeout_(request_timeout), ids_(server->member_id(), absl::Now()) {}
+
+absl::Status LeaseService::WaitPrimary(const grpc::ServerContext* ctx, absl::Time deadline) const {
+  while (!server_->lessor().is_primary()) {
+    const DriverStatus st = server_->driver().Status();
+    if (st.leader != raft::kNone && st.leader != server_->member_id()) return NotLeaderError();
+    if (ctx->IsCancelled()) return absl::CancelledError("context canceled");
+    if (absl::Now() >= deadline) {
+      return st.leader == raft::kNone ? NoLeaderError() : TimeoutError();
+    }
+    absl::SleepFor(kPrimaryPoll);
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status LeaseService::LeaseGrant(grpc::ServerContext* ctx,
+                                      const etcdserverpb::LeaseGrantRequest* req,
+                                      etcdserverpb::LeaseGrantResponse* resp) {
+  // etcd's lessor refuses this when applying; refusing before proposing gives the client
+  // the same error and keeps the entry out of the log.
+  if (req->ttl() > kMaxLeaseTtl) return ToGrpcStatus(LeaseTtlTooLargeError());
+  kvstore::internal::InternalRaftRequest r;
+  *r.mutable_lease_grant() = *req;
+  if (req->id() == 0) {
+    int64_t id = ids_.Next();
+    while (server_->lessor().Exists(id)) id = ids_.Next();
+    r.mutable_lease_grant()->set_id(id);
+  }
+  return ProposeAndWait(server_, RequestDeadline(ctx, request_timeout_), std::move(r), resp);
+}
+
+grpc::Status LeaseService::LeaseRevoke(grpc::ServerContext* ctx,
+                                       const etcdserverpb::LeaseRevokeRequest* req,
+                                       etcdserverpb::LeaseRevokeResponse* resp) {
+  kvstore::internal::InternalRaftRequest r;
+  *r.mutable_lease_revoke() = *req;
+  return ProposeAndWait(server_, RequestDeadline(ctx, request_timeout_), std::move(r), resp);
+}
+
+grpc::Status LeaseService::LeaseKeepAlive(
+    grpc::ServerContext* ctx,
+    grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse,
+                             etcdserverpb::LeaseKeepAliveRequest>* stream) {
+  etcdserverpb::LeaseKeepAliveRequest req;
+  while (stream->Read(&req)) {
+    etcdserverpb::LeaseKeepAliveResponse resp;
+    resp.set_id(req.id());
+    // The header is taken before the renewal, as etcd does, so that its revision is never
+    // past a revocation the renewal did not see.
+    server_->FillHeader(resp.mutable_header());
+    const absl::Time deadline = RequestDeadline(ctx, request_timeout_);
+    if (absl::Status s = WaitPrimary(ctx, deadline); !s.ok()) return ToGrpcStatus(s);
+    absl::StatusOr<int64_t> ttl = server_->lessor().Renew(req.id());
+    if (absl::IsNotFound(ttl.status())) {
+      resp.set_ttl(0);  // unknown or expired: etcd answers TTL 0, not an error
+    } else if (!ttl.ok()) {
+      return ToGrpcStatus(ttl.status());
+    } else {
+      resp.set_ttl(*ttl);
+    }
+    if (!stream->Write(resp)) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status LeaseService::LeaseTimeToLive(grpc::ServerContext* ctx,
+                                           const etcdserverpb::LeaseTimeToLiveRequest* req,
+                                           etcdserverpb::LeaseTimeToLiveResponse* resp) {
+  if (absl::Status s = WaitPrimary(ctx, RequestDeadline(ctx, request_timeout_)); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  resp->set_id(req->id());
+  absl::StatusOr<LeaseInfo> info = server_->lessor().Info(req->id());
+  if (absl::IsNotFound(info.status())) {
+    resp->set_ttl(-1);  // etcd: not an error, TTL -1
+  } else if (!info.ok()) {
+    return ToGrpcStatus(info.status());
+  } else {
+    resp->set_ttl(info->remaining_ttl);
+    resp->set_grantedttl(info->granted_ttl);
+    if (req->keys()) {
+      for (const std::string& k : info->keys) resp->add_keys(k);
+    }
+  }
+  server_->FillHeader(resp->mutable_header());
+  return grpc::Status::OK;
+}
+
+grpc::Status LeaseService::LeaseLeases(grpc::ServerContext*,
+                                       const etcdserverpb::LeaseLeasesRequest*,
+                                       etcdserverpb::LeaseLeasesResponse* resp) {
+  // etcd lists the member's own lessor, soonest expiry first.
+  std::vector<std::pair<int64_t, int64_t>> leases;  // (remaining TTL, id)
+  for (int64_t id : server_->lessor().Ids()) {
+    absl::StatusOr<LeaseInfo> info = server_->lessor().Info(id);
+    if (!info.ok()) continue;  // revoked meanwhile
+    leases.emplace_back(info->remaining_ttl, id);
+  }
+  std::sort(leases.begin(), leases.end());
+  for (const auto& [ttl, id] : leases) resp->add_leases()->set_id(id);
+  server_->FillHeader(resp->mutable_header());
+  return grpc::Status::OK;
+}
+
+}  // namespace kvstore::server

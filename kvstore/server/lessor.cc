@@ -93,8 +93,10 @@ absl::StatusOr<LeaseInfo> Lessor::Info(int64_t id) const {
   info.id = id;
   info.granted_ttl = it->second.ttl;
   if (primary_) {
+    // Whole seconds, truncated: etcd reports int64(Remaining().Seconds()), so a lease
+    // granted for 10s shows 9 at once.
     const double left = absl::ToDoubleSeconds(it->second.expiry - clock_->Now());
-    info.remaining_ttl = left <= 0 ? 0 : static_cast<int64_t>(std::ceil(left));
+    info.remaining_ttl = left <= 0 ? 0 : static_cast<int64_t>(left);
   }
   info.keys.assign(it->second.keys.begin(), it->second.keys.end());
   return info;

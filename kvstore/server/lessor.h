@@ -32,7 +32,7 @@ inline constexpr int64_t kMaxLeaseTtl = 9'000'000'000;
 struct LeaseInfo {
   int64_t id = 0;
   int64_t granted_ttl = 0;  // seconds, as granted
-  // Seconds left, as etcd reports it (rounded up); -1 if this member does not track expiry
+  // Seconds left, as etcd reports it (truncated); -1 if this member does not track expiry
   // (it is not the leader).
   int64_t remaining_ttl = -1;
   std::vector<std::string> keys;  // sorted

@@ -16,11 +16,18 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "common/flags.h"
+#include "kvstore/server/cluster_service.h"
 #include "kvstore/server/kv_server.h"
 #include "kvstore/server/kv_service.h"
+#include "kvstore/server/lease_service.h"
+#include "kvstore/server/maintenance_service.h"
+#include "kvstore/server/restore.h"
+#include "kvstore/server/watch_hub.h"
+#include "kvstore/server/watch_service.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -57,9 +64,61 @@ int Fail(const std::string& what) {
   return 1;
 }
 
+// `kvstore restore --snapshot FILE --data-dir DIR --name N --initial-cluster ...`: builds a
+// member's data dir from a snapshot (see kvstore/server/restore.h). argv[0] is "restore".
+int RestoreCommand(int argc, char** argv) {
+  kvstore::server::RestoreOptions o;
+  std::string advertise_peer = "http://localhost:2380";
+  int64_t bump = o.bump_revision;
+  common::FlagSet flags("kvstore restore");
+  flags.String("snapshot", &o.snapshot_path, "snapshot file (from etcdctl snapshot save)");
+  flags.String("data-dir", &o.data_dir, "data directory to create; empty: <name>.etcd");
+  flags.String("name", &o.name, "name of the member to restore");
+  flags.String("initial-cluster", &o.initial_cluster, "initial cluster: name=peer-url,...");
+  flags.String("initial-cluster-token", &o.cluster_token, "initial cluster token");
+  flags.String("initial-advertise-peer-urls", &advertise_peer, "this member's peer URLs");
+  flags.Bool("skip-hash-check", &o.skip_hash_check, "do not check the snapshot's SHA-256");
+  flags.Int("bump-revision", &bump, "how far to move the revision forward (at least 1)");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) {
+      std::cout << flags.Usage();
+      return 0;
+    }
+    std::cerr << "kvstore restore: " << s.message() << "\n" << flags.Usage();
+    return 2;
+  }
+  // etcdctl takes the file as an argument: `snapshot restore FILE`; so do we.
+  if (o.snapshot_path.empty() && flags.positional().size() == 1) {
+    o.snapshot_path = flags.positional()[0];
+  } else if (!flags.positional().empty()) {
+    std::cerr << "kvstore restore: unexpected arguments\n" << flags.Usage();
+    return 2;
+  }
+  if (o.snapshot_path.empty()) {
+    std::cerr << "kvstore restore: --snapshot is required\n" << flags.Usage();
+    return 2;
+  }
+  o.advertise_peer_urls = SplitList(advertise_peer);
+  o.bump_revision = bump;
+  absl::StatusOr<kvstore::server::RestoreResult> r = kvstore::server::RestoreMember(o);
+  if (!r.ok()) {
+    std::cerr << "kvstore restore: " << r.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "restored snapshot " << o.snapshot_path << " (revision " << r->snapshot_revision
+            << ") into " << r->data_dir << ": member " << absl::StrCat(absl::Hex(r->member_id))
+            << " of cluster " << absl::StrCat(absl::Hex(r->cluster_id)) << ", revision "
+            << r->revision << " (everything below it compacted), " << r->leases << " leases\n"
+            << "start it with --name " << o.name << " --data-dir " << r->data_dir
+            << " --initial-advertise-peer-urls " << advertise_peer << " --initial-cluster-token "
+            << o.cluster_token << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "restore") return RestoreCommand(argc - 1, argv + 1);
   std::string name = "default", data_dir, listen_client = "http://localhost:2379";
   std::string advertise_client = "http://localhost:2379", listen_peer = "http://localhost:2380";
   std::string advertise_peer = "http://localhost:2380", initial_cluster, cluster_state = "new";
@@ -103,6 +162,7 @@ int main(int argc, char** argv) {
   o.data_dir = data_dir;
   o.peer_urls = SplitList(advertise_peer);
   o.cluster_token = cluster_token;
+  o.client_urls = SplitList(advertise_client);
   o.heartbeat = absl::Milliseconds(heartbeat_ms);
   o.election = absl::Milliseconds(election_ms);
   o.max_request_bytes = max_request_bytes;
@@ -119,6 +179,16 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<kvstore::server::KvServer>> server =
       kvstore::server::KvServer::Open(o, common::RealClock::Get());
   if (!server.ok()) return Fail(server.status().ToString());
+  // Committed changes feed the watch hub. The hub must not outlive its feed: whichever way
+  // main returns, the server stops (Stop is idempotent) before the hub is destroyed.
+  kvstore::server::WatchHub watch_hub(&(*server)->store());
+  (*server)->set_event_sink([&watch_hub](const std::vector<mvcc::Event>& events, int64_t rev) {
+    watch_hub.Notify(events, rev);
+  });
+  struct StopServerBeforeHub {
+    kvstore::server::KvServer* server;
+    ~StopServerBeforeHub() { server->Stop(); }
+  } stop_server_before_hub{server->get()};
   (*server)->Start();
 
   const absl::Duration request_timeout = absl::Seconds(5) + 2 * o.election;
@@ -134,6 +204,14 @@ int main(int argc, char** argv) {
   builder.SetMaxSendMessageSize(INT32_MAX);
   builder.RegisterService(&kv);
   // Services register here, one block each.
+  kvstore::server::LeaseService lease(server->get(), request_timeout);
+  kvstore::server::MaintenanceService maintenance(server->get(), request_timeout);
+  kvstore::server::ClusterService cluster(server->get());
+  builder.RegisterService(&lease);
+  builder.RegisterService(&maintenance);
+  builder.RegisterService(&cluster);
+  kvstore::server::WatchService watch(server->get(), &watch_hub);
+  builder.RegisterService(&watch);
   std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
   if (grpc_server == nullptr) return Fail("cannot listen on " + listen_client);
   spdlog::info("kvstore {} (member {:x}, cluster {:x}) serving clients on {}", name,
@@ -145,6 +223,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   stop.WaitForNotification();
   spdlog::info("kvstore {} stopping", name);
+  watch.Stop();  // ends open watch streams now rather than at the shutdown deadline
   grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   (*server)->Stop();
   return 0;

@@ -45,7 +45,8 @@ absl::StatusOr<etcdserverpb::RangeResponse> ExecuteRange(const RangeRequest& r, 
   mvcc::RangeOptions o;
   o.revision = std::max<int64_t>(r.revision(), 0);
   o.count_only = r.count_only();
-  o.keys_only = r.keys_only();
+  // Values are dropped after sorting: sorting by value needs them.
+  o.keys_only = r.keys_only() && r.sort_target() != RangeRequest::VALUE;
   // Sorting and filtering need every kv; otherwise one more than the limit tells `more`.
   if (r.sort_order() == RangeRequest::NONE && !filtered && r.limit() > 0) o.limit = r.limit() + 1;
   absl::StatusOr<mvcc::RangeResult> rr = read(r.key(), r.range_end(), o);

@@ -106,6 +106,24 @@ absl::StatusOr<TxnPath> DecidePath(const TxnRequest& r, RangeReader read) {
   return path;
 }
 
+absl::Status CheckTxnRanges(const TxnRequest& r, const TxnPath& path, int64_t current,
+                            int64_t compacted) {
+  size_t nested = 0;
+  for (const RequestOp& op : path.succeeded ? r.success() : r.failure()) {
+    if (op.request_case() == RequestOp::kRequestRange) {
+      const int64_t rev = op.request_range().revision();
+      if (rev > current) return FutureRevisionError();
+      // Below the compaction point; a negative revision counts only once the store was
+      // compacted (before that, etcd reads it as the current revision).
+      if (compacted > 0 && rev != 0 && rev < compacted) return CompactedRevisionError();
+    } else if (op.request_case() == RequestOp::kRequestTxn) {
+      absl::Status s = CheckTxnRanges(op.request_txn(), path.nested[nested++], current, compacted);
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool IsReadOnlyTxn(const TxnRequest& r) {
   return OpsReadOnly(r.success(), false) && OpsReadOnly(r.failure(), false);
 }

@@ -1,5 +1,6 @@
 #include "kvstore/server/validate.h"
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <utility>
@@ -9,6 +10,10 @@
 #include "kvstore/server/errors.h"
 
 namespace kvstore::server {
+
+// Checks a txn's ops (nested txns included) without the duplicate-key rule.
+absl::Status ValidateTxnOps(const etcdserverpb::TxnRequest& r, int max_ops);
+
 namespace {
 
 using etcdserverpb::RequestOp;
@@ -18,9 +23,10 @@ struct KeyInterval {
   std::string key;
   std::string end;
 
+  // etcd's duplicate check reads range_end literally, "\0" included (so a delete "from
+  // key" overlaps no put): kept identical so that the same txns are accepted.
   bool Contains(const std::string& k) const {
     if (end.empty()) return k == key;
-    if (end == std::string(1, '\0')) return k >= key;
     return k >= key && k < end;
   }
 };
@@ -88,7 +94,7 @@ absl::Status ValidateOps(const google::protobuf::RepeatedPtrField<RequestOp>& op
         s = ValidateDeleteRange(op.request_delete_range());
         break;
       case RequestOp::kRequestTxn:
-        s = ValidateTxn(op.request_txn(), max_ops);
+        s = ValidateTxnOps(op.request_txn(), max_ops);
         break;
       default:
         break;
@@ -117,15 +123,21 @@ absl::Status ValidateDeleteRange(const etcdserverpb::DeleteRangeRequest& r) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateTxn(const etcdserverpb::TxnRequest& r, int max_ops) {
-  if (r.compare_size() > max_ops || r.success_size() > max_ops || r.failure_size() > max_ops) {
-    return TooManyOpsError();
-  }
+absl::Status ValidateTxnOps(const etcdserverpb::TxnRequest& r, int max_ops) {
+  // As etcd: the longest of the three lists counts against the limit, and a nested txn
+  // gets what its parent left.
+  const int ops = std::max({r.compare_size(), r.success_size(), r.failure_size()});
+  if (ops > max_ops) return TooManyOpsError();
   for (const etcdserverpb::Compare& c : r.compare()) {
     if (c.key().empty()) return EmptyKeyError();
   }
-  if (absl::Status s = ValidateOps(r.success(), max_ops); !s.ok()) return s;
-  if (absl::Status s = ValidateOps(r.failure(), max_ops); !s.ok()) return s;
+  if (absl::Status s = ValidateOps(r.success(), max_ops - ops); !s.ok()) return s;
+  return ValidateOps(r.failure(), max_ops - ops);
+}
+
+absl::Status ValidateTxn(const etcdserverpb::TxnRequest& r, int max_ops) {
+  // Every op is checked, nested txns included, before any duplicate-key check.
+  if (absl::Status s = ValidateTxnOps(r, max_ops); !s.ok()) return s;
   if (absl::StatusOr<Writes> w = BranchWrites(r.success()); !w.ok()) return w.status();
   if (absl::StatusOr<Writes> w = BranchWrites(r.failure()); !w.ok()) return w.status();
   return absl::OkStatus();

@@ -458,6 +458,29 @@ absl::Status MvccStore::CreateCheckpoint(const std::string& dir) const {
   return FromRocks(checkpoint->CreateCheckpoint(dir), absl::StrCat("checkpoint into ", dir));
 }
 
+absl::Status MvccStore::Defragment() {
+  rocksdb::CompactRangeOptions options;
+  // Rewrite the last level too, so that tombstones and dropped history leave the files.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  return FromRocks(db_->CompactRange(options, nullptr, nullptr), "defragmenting");
+}
+
+absl::Status MvccStore::BumpRevision(int64_t amount) {
+  if (amount < 0) return absl::InvalidArgumentError("mvcc: the revision cannot move back");
+  // Holding the writer slot keeps every other write transaction out while the revision moves.
+  WriteTxn writer = BeginWrite();
+  const int64_t revision = writer.Revision() + amount;
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync_writes;
+  rocksdb::Status s = db_->Put(wo, MetaKey(kMetaRevision), EncodeBigEndian64(revision));
+  if (!s.ok()) return FromRocks(s, "bumping the revision");
+  std::shared_ptr<const rocksdb::Snapshot> snapshot = TakeSnapshot();
+  absl::MutexLock l(&mu_);
+  current_revision_ = revision;
+  snapshot_ = std::move(snapshot);
+  return absl::OkStatus();
+}
+
 uint64_t MvccStore::ApproximateSizeBytes() const {
   uint64_t sst = 0;
   uint64_t memtables = 0;

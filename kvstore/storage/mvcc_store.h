@@ -286,6 +286,19 @@ class MvccStore {
   // Approximate bytes on disk (etcd's db size in Status).
   uint64_t ApproximateSizeBytes() const;
 
+  // etcd's defragmentation: rewrites every RocksDB file through a full manual compaction,
+  // so that space held by deleted and compacted data is returned to the file system. May
+  // run concurrently with reads, the writer and RunCompaction().
+  absl::Status Defragment();
+
+  // Moves the current revision `amount` revisions forward without any change to the key
+  // space (etcdutl's snapshot restore --bump-revision): reads and watches see no event
+  // between the old and the new revision. Call Compact(CurrentRevision()) afterwards to mark
+  // everything below compacted. Waits for the open write transaction, if any. Meant for a
+  // store no server is serving (kvstore restore): nothing tells watchers of the jump.
+  // REQUIRES: amount >= 0; the calling thread holds no WriteTxn of this store.
+  absl::Status BumpRevision(int64_t amount);
+
  private:
   friend class WriteTxn;
 

@@ -1325,5 +1325,64 @@ TEST(MvccCrashTest, SigkillMidStreamLeavesWholeTransactions) {
   }
 }
 
+// --- Defragment and BumpRevision (added for the Maintenance service and kvstore restore) ---
+
+TEST_F(MvccStoreTest, DefragmentReturnsTheSpaceOfDeletedDataAndKeepsLiveData) {
+  const std::string value(1024, 'v');
+  for (int i = 0; i < 3000; ++i) Put(absl::StrCat("bulk/", i), value);
+  Put("keep", "me");
+  Delete("bulk/", "bulk0");
+  ASSERT_OK(store_->Compact(store_->CurrentRevision()));
+  const uint64_t before = store_->ApproximateSizeBytes();
+  ASSERT_GT(before, 3000u * 1024);
+  ASSERT_OK(store_->Defragment());
+  const uint64_t after = store_->ApproximateSizeBytes();
+  EXPECT_LT(after, before / 4) << "before " << before << " after " << after;
+
+  absl::StatusOr<RangeResult> r = store_->Range("", kAll);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->kvs.size(), 1u);
+  EXPECT_EQ(r->kvs[0].key, "keep");
+  EXPECT_EQ(r->kvs[0].value, "me");
+  Reopen();
+  EXPECT_EQ(store_->Range("keep", "")->kvs.size(), 1u);
+}
+
+TEST_F(MvccStoreTest, BumpRevisionMovesTheRevisionWithoutEvents) {
+  Put("a", "1");
+  const int64_t rev = Put("b", "2");
+  ASSERT_OK(store_->BumpRevision(100));
+  EXPECT_EQ(store_->CurrentRevision(), rev + 100);
+  // The keys are unchanged, and no change happened in between.
+  absl::StatusOr<RangeResult> r = store_->Range("", kAll);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->kvs.size(), 2u);
+  EXPECT_EQ(r->kvs[1].mod_revision, rev);
+  EXPECT_EQ(r->revision, rev + 100);
+  absl::StatusOr<EventsResult> events = store_->Events(rev + 1, 0, "", kAll);
+  ASSERT_TRUE(events.ok()) << events.status();
+  EXPECT_TRUE(events->events.empty());
+  EXPECT_EQ(events->next_revision, rev + 101);
+  // A read inside the gap sees the state before the bump.
+  r = store_->Range("", kAll, RangeOptions{.revision = rev + 50});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->count, 2);
+
+  // The next write is one more, and everything survives a reopen.
+  EXPECT_EQ(Put("c", "3"), rev + 101);
+  Reopen();
+  EXPECT_EQ(store_->CurrentRevision(), rev + 101);
+  // Compacting at the bumped revision hides everything below it.
+  ASSERT_OK(store_->Compact(rev + 100));
+  EXPECT_TRUE(IsCompactedError(store_->Range("a", "", RangeOptions{.revision = rev}).status()));
+  EXPECT_TRUE(IsCompactedError(store_->Events(rev, 0, "", kAll).status()));
+  r = store_->Range("", kAll, RangeOptions{.revision = rev + 100});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->count, 2);
+
+  EXPECT_TRUE(absl::IsInvalidArgument(store_->BumpRevision(-1)));
+  EXPECT_EQ(store_->CurrentRevision(), rev + 101);
+}
+
 }  // namespace
 }  // namespace mvcc

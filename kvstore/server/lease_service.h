@@ -1,0 +1,75 @@
+// The etcd Lease service over a KvServer: LeaseGrant, LeaseRevoke, LeaseKeepAlive,
+// LeaseTimeToLive and LeaseLeases, with etcd 3.4's answers and errors.
+//
+// Grants and revocations go through Raft (KvServer::Write) and are answered once applied;
+// the applier deletes a revoked lease's keys in one revision, so watchers see a DELETE for
+// each. Keep-alives and TTL queries do not touch the log: they are served by the lessor of
+// the leader, which alone tracks expiry (see lessor.h). A follower would forward them to the
+// leader as etcd does; with a single member there is none, and a request that arrives while
+// this member is leader but its lessor not yet promoted waits for the promotion (bounded by
+// the request timeout).
+//
+// Lease ids chosen by the server (LeaseGrant with ID 0) are picked here, before proposing,
+// so that every member applies the same id: etcd's scheme, the low 16 bits of the member id
+// over a counter that starts at the current time in milliseconds, kept positive.
+//
+// Threads: gRPC calls the handlers on its own threads; the only state is the id generator,
+// which is thread-safe.
+#ifndef KVSTORE_SERVER_LEASE_SERVICE_H_
+#define KVSTORE_SERVER_LEASE_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/time/time.h"
+#include "etcd/etcdserverpb/rpc.grpc.pb.h"
+#include "kvstore/server/kv_server.h"
+
+namespace kvstore::server {
+
+// etcd's idutil.Generator: ids unique on one member and, since the counter starts at the
+// clock, across its restarts; masked to positive int64. Thread-safe.
+class LeaseIdGenerator {
+ public:
+  LeaseIdGenerator(uint64_t member_id, absl::Time now);
+  // Never 0 and never negative.
+  int64_t Next();
+
+ private:
+  const uint64_t prefix_;
+  std::atomic<uint64_t> suffix_;
+};
+
+class LeaseService final : public etcdserverpb::Lease::Service {
+ public:
+  // `server` must outlive the service.
+  LeaseService(KvServer* server, absl::Duration request_timeout);
+
+  grpc::Status LeaseGrant(grpc::ServerContext* ctx, const etcdserverpb::LeaseGrantRequest* req,
+                          etcdserverpb::LeaseGrantResponse* resp) override;
+  grpc::Status LeaseRevoke(grpc::ServerContext* ctx, const etcdserverpb::LeaseRevokeRequest* req,
+                           etcdserverpb::LeaseRevokeResponse* resp) override;
+  grpc::Status LeaseKeepAlive(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse,
+                               etcdserverpb::LeaseKeepAliveRequest>* stream) override;
+  grpc::Status LeaseTimeToLive(grpc::ServerContext* ctx,
+                               const etcdserverpb::LeaseTimeToLiveRequest* req,
+                               etcdserverpb::LeaseTimeToLiveResponse* resp) override;
+  grpc::Status LeaseLeases(grpc::ServerContext* ctx, const etcdserverpb::LeaseLeasesRequest* req,
+                           etcdserverpb::LeaseLeasesResponse* resp) override;
+
+ private:
+  // Returns once this member's lessor tracks expiry (it is the leader and promoted), or
+  // fails: NoLeaderError() past `deadline` with no leader, NotLeaderError() if another
+  // member leads (forwarding comes with replication), Cancelled if the client went away.
+  absl::Status WaitPrimary(const grpc::ServerContext* ctx, absl::Time deadline) const;
+
+  KvServer* const server_;
+  const absl::Duration request_timeout_;
+  LeaseIdGenerator ids_;
+};
+
+}  // namespace kvstore::server
+
+#endif  // KVSTORE_SERVER_LEASE_SERVICE_H_

@@ -1,0 +1,303 @@
+"""Members for the compatibility tests: one kvstore or one real etcd 3.4, started on
+free 127.0.0.1 ports with a data directory of its own, and always cleaned up.
+
+    with members.Member.kvstore(args.kvstore) as ours, members.Member.etcd(args.etcd) as ref:
+        ours.endpoint  # "127.0.0.1:PORT"
+
+A member's process is started in a session of its own, with the kernel asked to
+SIGKILL it when the thread that started it ends (so that a ctest timeout leaks no
+member; start members from the main thread), and is stopped by its pid only. Its data
+directory and log live in one temporary directory that is removed when the member is
+closed (set COMPAT_KEEP=1 to keep it).
+
+COMPAT_SELF_CHECK=1 runs a real etcd where our member would be: every test must then
+pass, which checks the tests themselves (tests of `kvstore restore` and its command
+line excepted).
+
+Every test script takes the same leading arguments (see parse_args): the paths of
+kvstore, etcd, etcdctl and the directory of the Python stubs generated from our
+protos; what follows goes to unittest.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+
+# A RangeRequest{key: "health"} on the wire, so that waiting for a member needs no
+# generated code: field 1 (bytes), length 6.
+_HEALTH_RANGE = b"\x0a\x06health"
+
+_SETPRIV = "/usr/bin/setpriv"  # util-linux
+
+
+def die_with_parent(cmd):
+    """cmd, run so that the kernel SIGKILLs it when the thread that started it ends.
+    setpriv sets that up between fork and exec; a Python preexec_fn would run Python in
+    the child of a process with gRPC's threads, which can deadlock or crash."""
+    if os.access(_SETPRIV, os.X_OK):
+        return [_SETPRIV, "--pdeathsig", "KILL", "--", *cmd]
+    return list(cmd)
+
+
+def free_ports(n):
+    """n distinct ports that were free on 127.0.0.1 a moment ago."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class MemberError(Exception):
+    pass
+
+
+class Member:
+    """One member process. Use Member.kvstore(...) or Member.etcd(...); the object is a
+    context manager whose exit stops the process and removes its directory."""
+
+    def __init__(self, kind, binary, name="default", max_request_bytes=None,
+                 max_txn_ops=None, heartbeat_ms=25, election_ms=250, extra_flags=()):
+        if not binary or not os.path.isfile(binary) or not os.access(binary, os.X_OK):
+            raise MemberError(
+                f"{kind} binary {binary!r} is missing: build it, or run deploy/install-deps.sh")
+        self.kind = kind
+        self.binary = binary
+        self.name = name
+        self.max_request_bytes = max_request_bytes
+        self.max_txn_ops = max_txn_ops
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
+        self.extra_flags = list(extra_flags)
+        self.dir = tempfile.mkdtemp(prefix=f"compat-{kind}-")
+        self.data_dir = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "member.log")
+        self.proc = None
+        self.client_port = None
+        self.peer_port = None
+        self._log = None
+
+    @classmethod
+    def kvstore(cls, binary, **kw):
+        return cls("kvstore", binary, **kw).start()
+
+    @classmethod
+    def etcd(cls, binary, **kw):
+        return cls("etcd", binary, **kw).start()
+
+    # --- addresses ---------------------------------------------------------
+
+    @property
+    def endpoint(self):
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def client_url(self):
+        return f"http://{self.endpoint}"
+
+    @property
+    def peer_url(self):
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    # --- life cycle --------------------------------------------------------
+
+    def _command(self):
+        cmd = [
+            self.binary,
+            "--name", self.name,
+            "--data-dir", self.data_dir,
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", f"{self.name}={self.peer_url}",
+            "--heartbeat-interval", str(self.heartbeat_ms),
+            "--election-timeout", str(self.election_ms),
+        ]
+        if self.max_request_bytes is not None:
+            cmd += ["--max-request-bytes", str(self.max_request_bytes)]
+        if self.max_txn_ops is not None:
+            cmd += ["--max-txn-ops", str(self.max_txn_ops)]
+        if self.kind == "etcd":
+            cmd += ["--logger", "zap", "--log-outputs", "stderr"]
+        return cmd + self.extra_flags
+
+    def spawn(self, keep_ports=False):
+        """Starts the process without waiting for it. The thread that calls this must
+        outlive the member: the kernel kills the member when that thread ends."""
+        if not keep_ports or self.client_port is None:
+            self.client_port, self.peer_port = free_ports(2)
+        self._log = open(self.log_path, "ab")
+        self._log.write(f"==== start {' '.join(self._command())}\n".encode())
+        self._log.flush()
+        self.proc = subprocess.Popen(
+            die_with_parent(self._command()), stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def start(self, timeout=30.0, keep_ports=False):
+        """Starts the process and waits until it answers a linearizable Range. Retries on
+        new ports when the first ones were taken meanwhile (unless keep_ports, as for a
+        restart on the same data dir, where the ports must stay)."""
+        attempts = 1 if keep_ports else 3
+        last = None
+        for _ in range(attempts):
+            self.spawn(keep_ports)
+            try:
+                self.wait_healthy(timeout)
+                return self
+            except MemberError as e:
+                last = e
+                self.kill()
+        self.close()
+        raise last
+
+    def wait_healthy(self, timeout=30.0):
+        """Waits until the member answers a linearizable Range (so it has a leader)."""
+        deadline = time.monotonic() + timeout
+        last = "not listening"
+        while True:
+            if self.proc.poll() is not None:
+                raise MemberError(
+                    f"{self.kind} exited with {self.proc.returncode} while starting:\n"
+                    + self.log_tail())
+            if time.monotonic() > deadline:
+                raise MemberError(f"{self.kind} on {self.endpoint} not healthy after "
+                                  f"{timeout}s ({last}):\n" + self.log_tail())
+            # A fresh channel each time: a channel that failed to connect backs off for
+            # seconds before it tries again.
+            try:
+                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
+                    pass
+                with grpc.insecure_channel(self.endpoint) as ch:
+                    ch.unary_unary("/etcdserverpb.KV/Range")(_HEALTH_RANGE, timeout=2.0)
+                return
+            except OSError as e:
+                last = str(e)
+            except grpc.RpcError as e:
+                last = f"{e.code()}: {e.details()}"
+            time.sleep(0.05)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL by pid, and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self._reap(10.0)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM by pid; SIGKILL if it has not exited within timeout."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+        self._reap(10.0)
+
+    def restart(self, timeout=30.0):
+        """Starts again on the same data dir and ports (after stop() or kill())."""
+        self.stop()
+        return self.start(timeout, keep_ports=True)
+
+    def _reap(self, timeout):
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def close(self):
+        try:
+            self.stop()
+        finally:
+            if os.environ.get("COMPAT_KEEP"):
+                sys.stderr.write(f"kept {self.kind} dir {self.dir}\n")
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def ours(args, **kw):
+    """Our member, not started. With COMPAT_SELF_CHECK=1 a real etcd stands in for it, to
+    check the tests themselves: every test must then pass."""
+    if os.environ.get("COMPAT_SELF_CHECK"):
+        return Member("etcd", args.etcd, **kw)
+    return Member("kvstore", args.kvstore, **kw)
+
+
+def start_pair(args, **kw):
+    """Our member and a real etcd with the same settings, started one after the other.
+    Returns (ours, etcd); if either fails to start, both are closed."""
+    mine = ours(args, **kw)
+    ref = Member("etcd", args.etcd, **kw)
+    try:
+        mine.start()
+        ref.start()
+        return mine, ref
+    except BaseException:
+        mine.close()
+        ref.close()
+        raise
+
+
+def parse_args(description, extra=None):
+    """Parses the leading arguments every compat test takes and leaves the rest in
+    sys.argv for unittest. `extra(parser)` may add the script's own options."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--kvstore", required=True, help="path of build/bin/kvstore")
+    p.add_argument("--etcd", default="/usr/bin/etcd")
+    p.add_argument("--etcdctl", default="/usr/bin/etcdctl")
+    p.add_argument("--stubs", default="",
+                   help="directory of the Python stubs generated from proto/")
+    if extra is not None:
+        extra(p)
+    args, rest = p.parse_known_args()
+    sys.argv = [sys.argv[0]] + rest
+    return args
+
+
+def import_stubs(stub_dir):
+    """Imports the Python code generated from our protos (see test/compat/CMakeLists.txt)
+    and returns (kv_pb2, rpc_pb2, rpc_pb2_grpc)."""
+    if not stub_dir or not os.path.isfile(
+            os.path.join(stub_dir, "etcd", "etcdserverpb", "rpc_pb2_grpc.py")):
+        raise MemberError(f"no generated stubs in {stub_dir!r}: build the target "
+                          "compat_python_stubs (part of `cmake --build build`)")
+    if stub_dir not in sys.path:
+        sys.path.insert(0, stub_dir)
+    from etcd.mvccpb import kv_pb2  # noqa: E402
+    from etcd.etcdserverpb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
+    return kv_pb2, rpc_pb2, rpc_pb2_grpc
