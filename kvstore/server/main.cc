@@ -223,7 +223,6 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   stop.WaitForNotification();
   spdlog::info("kvstore {} stopping", name);
-  watch.Stop();  // ends open watch streams now rather than at the shutdown deadline
   grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   (*server)->Stop();
   return 0;

@@ -8,7 +8,10 @@
 // half-closes keeps its watches (as with etcd) until it goes away.
 //
 // A call ends when the client cancels it or disconnects (its watchers are dropped and its
-// sender joined before the handler returns), or when Stop() cancels it.
+// sender joined before the handler returns), when the grpc::Server shuts down (its deadline
+// cancels the call; the client sees UNAVAILABLE and, like etcd's clients, retries, which is
+// what a member going away should cause), or when Stop() cancels it (the client sees
+// CANCELLED, which etcd's clients do not retry).
 //
 // Threads: gRPC calls Watch() on its threads. Stop() may be called from any thread; the
 // destructor calls it. Ownership: `server` and `hub` must outlive the service.
@@ -52,7 +55,8 @@ class WatchService final : public etcdserverpb::Watch::Service {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Cancels every call in progress, waits for their handlers to finish, and refuses new
-  // ones. Idempotent.
+  // ones (UNAVAILABLE). Idempotent. To let clients fail over, shut the grpc::Server down
+  // first instead (see the file comment).
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Calls in progress.

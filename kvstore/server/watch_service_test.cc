@@ -84,6 +84,9 @@ class WatchEnv {
   KvServer& server() { return *server_; }
   WatchHub& hub() { return *hub_; }
   WatchService& watch() { return *watch_; }
+  void ShutdownGrpc(absl::Duration deadline) {
+    grpc_->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
+  }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
   int port() const { return port_; }
 
@@ -603,6 +606,22 @@ TEST_F(WatchServiceTest, KilledClientProcessLeavesNothingBehind) {
   ASSERT_TRUE(watching);
   EXPECT_TRUE(Eventually([&] { return env_.hub().watcher_count() == 0; }));
   EXPECT_TRUE(Eventually([&] { return env_.watch().active_streams() == 0; }));
+}
+
+// A server shutting down ends open streams with UNAVAILABLE, which etcd clients retry (on
+// another member), as they do when a real etcd stops.
+TEST(WatchServiceStopTest, ServerShutdownEndsStreamsRetryably) {
+  auto env = std::make_unique<WatchEnv>();
+  ASSERT_TRUE(env->status().ok()) << env->status();
+  WatchClient c(env->channel());
+  c.Create(Create("s"));
+  EXPECT_EQ(c.NextLine(), "rev=1 id=0 created");
+  env->ShutdownGrpc(absl::Milliseconds(100));
+  std::optional<grpc::Status> s = c.WaitFinished(absl::Seconds(5));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->error_code(), grpc::StatusCode::UNAVAILABLE) << s->error_message();
+  EXPECT_EQ(env->hub().watcher_count(), 0u);
+  EXPECT_EQ(env->watch().active_streams(), 0);
 }
 
 TEST(WatchServiceStopTest, StopEndsStreamsAndRefusesNewOnes) {
