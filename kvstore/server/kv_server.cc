@@ -51,7 +51,7 @@ KvServer::KvServer(const KvServerOptions& options, const common::Clock* clock)
 KvServer::~KvServer() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Open(const KvServerOptions& options,
-                                                          const common::Clock* clock) {
+                                                         const common::Clock* clock) {
   std::unique_ptr<KvServer> s(new KvServer(options, clock));
   if (absl::Status st = s->Init(); !st.ok()) return st;
   return s;
@@ -168,7 +168,7 @@ absl::Status KvServer::CheckRequestSize(const google::protobuf::Message& m) cons
 void KvServer::FillHeader(etcdserverpb::ResponseHeader* h) const {
   h->set_cluster_id(cluster_id_);
   h->set_member_id(member_id_);
-  h->set_raft_term(driver_->Status().term);
+  h->set_raft_term(driver_->term());
   if (h->revision() == 0) h->set_revision(mvcc_->CurrentRevision());
 }
 

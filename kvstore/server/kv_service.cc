@@ -13,24 +13,11 @@ namespace kvstore::server {
 
 using common::ToGrpcStatus;
 
-absl::Time RequestDeadline(const grpc::ServerContext* ctx, absl::Duration timeout) {
-  const absl::Time client = absl::FromChrono(ctx->deadline());
-  return std::min(client, absl::Now() + timeout);
-}
-
 template <typename T>
 grpc::Status KvService::Write(const grpc::ServerContext* ctx,
                               kvstore::internal::InternalRaftRequest r, T* resp) {
   if (absl::Status s = server_->CheckRequestSize(r); !s.ok()) return ToGrpcStatus(s);
-  absl::StatusOr<ApplyResult> applied =
-      server_->Write(std::move(r), RequestDeadline(ctx, request_timeout_));
-  if (!applied.ok()) return ToGrpcStatus(applied.status());
-  if (!applied->status.ok()) return ToGrpcStatus(applied->status);
-  T* out = std::get_if<T>(&applied->response);
-  if (out == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected apply result");
-  *resp = std::move(*out);
-  server_->FillHeader(resp->mutable_header());
-  return grpc::Status::OK;
+  return WriteAndAnswer(server_, RequestDeadline(ctx, request_timeout_), std::move(r), resp);
 }
 
 grpc::Status KvService::Range(grpc::ServerContext* ctx, const etcdserverpb::RangeRequest* req,

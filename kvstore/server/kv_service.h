@@ -12,11 +12,9 @@
 
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "kvstore/server/kv_server.h"
+#include "kvstore/server/service_util.h"
 
 namespace kvstore::server {
-
-// The deadline for a request: the client's, but at most `timeout` from now.
-absl::Time RequestDeadline(const grpc::ServerContext* ctx, absl::Duration timeout);
 
 class KvService final : public etcdserverpb::KV::Service {
  public:

@@ -22,20 +22,6 @@ constexpr uint64_t kPositiveMask = (uint64_t{1} << 63) - 1;
 // How often a request waiting for the lessor's promotion looks again.
 constexpr absl::Duration kPrimaryPoll = absl::Milliseconds(10);
 
-// Proposes `r`, waits until it is applied, and moves the response of type T into `resp`.
-template <typename T>
-grpc::Status ProposeAndWait(KvServer* server, absl::Time deadline,
-                            kvstore::internal::InternalRaftRequest r, T* resp) {
-  absl::StatusOr<ApplyResult> applied = server->Write(std::move(r), deadline);
-  if (!applied.ok()) return ToGrpcStatus(applied.status());
-  if (!applied->status.ok()) return ToGrpcStatus(applied->status);
-  T* out = std::get_if<T>(&applied->response);
-  if (out == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected apply result");
-  *resp = std::move(*out);
-  server->FillHeader(resp->mutable_header());
-  return grpc::Status::OK;
-}
-
 }  // namespace
 
 LeaseIdGenerator::LeaseIdGenerator(uint64_t member_id, absl::Time now)
@@ -79,7 +65,7 @@ grpc::Status LeaseService::LeaseGrant(grpc::ServerContext* ctx,
     while (server_->lessor().Exists(id)) id = ids_.Next();
     r.mutable_lease_grant()->set_id(id);
   }
-  return ProposeAndWait(server_, RequestDeadline(ctx, request_timeout_), std::move(r), resp);
+  return WriteAndAnswer(server_, RequestDeadline(ctx, request_timeout_), std::move(r), resp);
 }
 
 grpc::Status LeaseService::LeaseRevoke(grpc::ServerContext* ctx,
@@ -87,7 +73,7 @@ grpc::Status LeaseService::LeaseRevoke(grpc::ServerContext* ctx,
                                        etcdserverpb::LeaseRevokeResponse* resp) {
   kvstore::internal::InternalRaftRequest r;
   *r.mutable_lease_revoke() = *req;
-  return ProposeAndWait(server_, RequestDeadline(ctx, request_timeout_), std::move(r), resp);
+  return WriteAndAnswer(server_, RequestDeadline(ctx, request_timeout_), std::move(r), resp);
 }
 
 grpc::Status LeaseService::LeaseKeepAlive(

@@ -266,6 +266,7 @@ void RaftDriver::ResolveReads() {
 
 void RaftDriver::PublishStatus() {
   const raft::NodeStatus st = node_->Status();
+  term_.store(st.hard_state.term, std::memory_order_release);
   absl::MutexLock l(&mu_);
   status_.id = st.id;
   status_.leader = st.soft_state.leader;

@@ -125,6 +125,8 @@ class RaftDriver : public MessageSink {
 
   DriverStatus Status() const;
   uint64_t applied_index() const { return applied_.load(std::memory_order_acquire); }
+  // The current term, without copying the whole Status (every response header needs it).
+  uint64_t term() const { return term_.load(std::memory_order_acquire); }
 
  private:
   struct PendingProposal {
@@ -156,6 +158,7 @@ class RaftDriver : public MessageSink {
   std::unique_ptr<raft::Node> node_;  // driver thread only
   std::thread thread_;
   std::atomic<uint64_t> applied_{0};
+  std::atomic<uint64_t> term_{0};
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

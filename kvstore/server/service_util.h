@@ -1,0 +1,41 @@
+// What every etcd API service does the same way: bound a call by the client's deadline
+// and the server's request timeout, and answer a write with the applied result.
+#ifndef KVSTORE_SERVER_SERVICE_UTIL_H_
+#define KVSTORE_SERVER_SERVICE_UTIL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <utility>
+#include <variant>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/grpc_status.h"
+#include "kvstore/server/kv_server.h"
+
+namespace kvstore::server {
+
+// The deadline for a request: the client's, but at most `timeout` from now.
+inline absl::Time RequestDeadline(const grpc::ServerContext* ctx, absl::Duration timeout) {
+  return std::min(absl::FromChrono(ctx->deadline()), absl::Now() + timeout);
+}
+
+// Proposes `r`, waits until it is applied (or `deadline`), and moves the response of type T
+// into `resp` with its header filled.
+template <typename T>
+grpc::Status WriteAndAnswer(KvServer* server, absl::Time deadline,
+                            kvstore::internal::InternalRaftRequest r, T* resp) {
+  absl::StatusOr<ApplyResult> applied = server->Write(std::move(r), deadline);
+  if (!applied.ok()) return common::ToGrpcStatus(applied.status());
+  if (!applied->status.ok()) return common::ToGrpcStatus(applied->status);
+  T* out = std::get_if<T>(&applied->response);
+  if (out == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected apply result");
+  *resp = std::move(*out);
+  server->FillHeader(resp->mutable_header());
+  return grpc::Status::OK;
+}
+
+}  // namespace kvstore::server
+
+#endif  // KVSTORE_SERVER_SERVICE_UTIL_H_
