@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "kvstore/server/errors.h"
 #include "spdlog/spdlog.h"
 
@@ -105,57 +106,121 @@ absl::Status KvServer::Init() {
 void KvServer::Start() {
   driver_->Start();
   lease_thread_ = std::thread([this] { LeaseLoop(); });
+  deadline_thread_ = std::thread([this] { DeadlineLoop(); });
+  for (int i = 0; i < std::max(1, options_.reply_threads); ++i) {
+    reply_threads_.emplace_back([this] { ReplyLoop(); });
+  }
 }
 
 void KvServer::Stop() {
-  std::map<uint64_t, std::shared_ptr<Waiter>> waiters;
+  std::map<uint64_t, Waiter> waiters;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return;
     stopping_ = true;
     waiters.swap(waiters_);
+    deadlines_.clear();
   }
   if (lease_thread_.joinable()) lease_thread_.join();
+  if (deadline_thread_.joinable()) deadline_thread_.join();
   if (driver_) driver_->Stop();
-  for (auto& [id, w] : waiters) {
-    w->result.status = StoppedError();
-    w->done.Notify();
+  for (auto& [id, w] : waiters) w.done(StoppedError());
+  {
+    absl::MutexLock l(&reply_mu_);
+    reply_stopping_ = true;
   }
+  for (std::thread& t : reply_threads_) t.join();
+}
+
+bool KvServer::AddWaiter(uint64_t id, absl::Time deadline, WriteDone& done) {
+  absl::MutexLock l(&mu_);
+  if (stopping_) return false;
+  waiters_.emplace(id, Waiter{std::move(done), deadline});
+  deadlines_.emplace(deadline, id);
+  return true;
+}
+
+void KvServer::WriteAsync(kvstore::internal::InternalRaftRequest request, absl::Time deadline,
+                          WriteDone done) {
+  if (absl::Status s = CheckAlarms(request); !s.ok()) return done(s);
+  // The member id's low bits keep ids of different proposers apart.
+  const uint64_t id = (member_id_ << 40) ^ next_request_.fetch_add(1);
+  request.set_id(id);
+  if (!AddWaiter(id, deadline, done)) return done(StoppedError());
+  driver_->Propose(request.SerializeAsString(), [this, id](absl::Status s) { Complete(id, s); });
 }
 
 absl::StatusOr<ApplyResult> KvServer::Write(kvstore::internal::InternalRaftRequest request,
                                             absl::Time deadline) {
-  if (absl::Status s = CheckAlarms(request); !s.ok()) return s;
-  // The member id's low bits keep ids of different proposers apart.
+  absl::Notification notified;
+  absl::StatusOr<ApplyResult> out;
+  WriteAsync(std::move(request), deadline, [&](absl::StatusOr<ApplyResult> r) {
+    out = std::move(r);
+    notified.Notify();
+  });
+  notified.WaitForNotification();
+  return out;
+}
+
+void KvServer::ReadBarrierAsync(absl::Time deadline, ReadDone done) {
   const uint64_t id = (member_id_ << 40) ^ next_request_.fetch_add(1);
-  request.set_id(id);
-  auto waiter = std::make_shared<Waiter>();
-  {
-    absl::MutexLock l(&mu_);
-    if (stopping_) return StoppedError();
-    waiters_[id] = waiter;
-  }
-  driver_->Propose(request.SerializeAsString(), [this, id](absl::Status s) {
+  WriteDone unwrap = [done = std::move(done)](absl::StatusOr<ApplyResult> r) mutable {
+    done(r.ok() ? r->status : r.status());
+  };
+  if (!AddWaiter(id, deadline, unwrap)) return unwrap(StoppedError());
+  driver_->ReadBarrier([this, id](absl::Status s) {
     ApplyResult r;
     r.status = s;
     Complete(id, std::move(r));
   });
-  if (!waiter->done.WaitForNotificationWithDeadline(deadline)) {
-    absl::MutexLock l(&mu_);
-    waiters_.erase(id);
-    return TimeoutError();
-  }
-  return std::move(waiter->result);
 }
 
 absl::Status KvServer::WaitLinearizable(absl::Time deadline) {
-  auto done = std::make_shared<std::pair<absl::Notification, absl::Status>>();
-  driver_->ReadBarrier([done](absl::Status s) {
-    done->second = s;
-    done->first.Notify();
+  absl::Notification notified;
+  absl::Status out;
+  ReadBarrierAsync(deadline, [&](absl::Status s) {
+    out = s;
+    notified.Notify();
   });
-  if (!done->first.WaitForNotificationWithDeadline(deadline)) return TimeoutError();
-  return done->second;
+  notified.WaitForNotification();
+  return out;
+}
+
+void KvServer::DeadlineLoop() {
+  const absl::Duration period = std::min(options_.heartbeat, absl::Milliseconds(100));
+  for (;;) {
+    std::vector<WriteDone> expired;
+    {
+      absl::MutexLock l(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
+      const absl::Time now = clock_->Now();
+      while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+        auto it = waiters_.find(deadlines_.begin()->second);
+        expired.push_back(std::move(it->second.done));
+        waiters_.erase(it);
+        deadlines_.erase(deadlines_.begin());
+      }
+    }
+    for (WriteDone& d : expired) d(TimeoutError());
+  }
+}
+
+void KvServer::ReplyLoop() {
+  for (;;) {
+    absl::AnyInvocable<void()> next;
+    {
+      absl::MutexLock l(&reply_mu_);
+      reply_mu_.Await(absl::Condition(
+          +[](KvServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->reply_mu_) {
+            return s->reply_stopping_ || !s->reply_queue_.empty();
+          },
+          this));
+      if (reply_queue_.empty()) return;
+      next = std::move(reply_queue_.front());
+      reply_queue_.pop_front();
+    }
+    next();
+  }
 }
 
 absl::Status KvServer::CheckRequestSize(const google::protobuf::Message& m) const {
@@ -258,17 +323,29 @@ void KvServer::OnEvents(const std::vector<mvcc::Event>& events, int64_t revision
   if (event_sink_) event_sink_(events, revision);
 }
 
-void KvServer::Complete(uint64_t id, ApplyResult result) {
-  std::shared_ptr<Waiter> w;
+void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {
+  WriteDone done;
   {
     absl::MutexLock l(&mu_);
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return;  // another member's request, or given up on
-    w = std::move(it->second);
+    done = std::move(it->second.done);
+    deadlines_.erase({it->second.deadline, id});
     waiters_.erase(it);
   }
-  w->result = std::move(result);
-  w->done.Notify();
+  // Answering a client (serializing, writing to its stream) is not the applying thread's
+  // work: a reply thread does it.
+  absl::AnyInvocable<void()> reply = [done = std::move(done), r = std::move(result)]() mutable {
+    done(std::move(r));
+  };
+  {
+    absl::MutexLock l(&reply_mu_);
+    if (!reply_stopping_) {
+      reply_queue_.push_back(std::move(reply));
+      return;
+    }
+  }
+  reply();  // the reply threads are gone
 }
 
 void KvServer::LeaseLoop() {

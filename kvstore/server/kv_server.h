@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -23,9 +24,9 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "etcd/etcdserverpb/raft_internal.pb.h"
@@ -52,6 +53,9 @@ struct KvServerOptions {
   // etcd's --max-request-bytes and --max-txn-ops.
   int64_t max_request_bytes = 1536 * 1024;
   int max_txn_ops = 128;
+  // Threads that answer writes once applied and run linearizable reads once their barrier
+  // is passed, so that the Raft driver's thread only applies.
+  int reply_threads = 2;
 };
 
 // etcd's member id: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs
@@ -75,13 +79,24 @@ class KvServer : public ApplyListener {
   // Fails every request still waiting, stops the Raft driver and the lease timer.
   void Stop();
 
-  // Proposes `request` (its id is set here) and waits until it is applied or `deadline`
-  // passes (TimeoutError; the write may still be applied later, as with etcd). Refused
-  // while an alarm forbids it (see Alarm()).
+  using WriteDone = absl::AnyInvocable<void(absl::StatusOr<ApplyResult>)>;
+  using ReadDone = absl::AnyInvocable<void(absl::Status)>;
+
+  // Proposes `request` (its id is set here); `done` gets the applied result, or an error:
+  // TimeoutError() once `deadline` passes (the write may still be applied later, as with
+  // etcd), the alarm error while an alarm forbids the write (see Alarm()), no leader,
+  // stopped. `done` runs exactly once, on a reply thread, the deadline thread or the
+  // caller's, and must not block for long.
+  void WriteAsync(kvstore::internal::InternalRaftRequest request, absl::Time deadline,
+                  WriteDone done);
+  // WriteAsync, waiting for the outcome.
   absl::StatusOr<ApplyResult> Write(kvstore::internal::InternalRaftRequest request,
                                     absl::Time deadline);
-  // Returns once this member has applied everything committed before the call, so that a
-  // read of the store that follows is linearizable.
+  // Calls `done(OK)` once this member has applied everything committed before the call, so
+  // that a read of the store from `done` is linearizable; or an error (TimeoutError() at
+  // `deadline`). `done` runs as WriteAsync's does; it may read the store.
+  void ReadBarrierAsync(absl::Time deadline, ReadDone done);
+  // ReadBarrierAsync, waiting for the outcome.
   absl::Status WaitLinearizable(absl::Time deadline);
 
   // Checks a client request's size against --max-request-bytes.
@@ -114,15 +129,22 @@ class KvServer : public ApplyListener {
   void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override;
 
  private:
+  // A write or read barrier in flight, by request id.
   struct Waiter {
-    absl::Notification done;
-    ApplyResult result;
+    WriteDone done;
+    absl::Time deadline;
   };
 
   KvServer(const KvServerOptions& options, const common::Clock* clock);
   absl::Status Init();
+  // Registers `done` under a new request id; false (and `done` not taken) once stopping.
+  bool AddWaiter(uint64_t id, absl::Time deadline, WriteDone& done);
   // Completes the waiter for `id`, if any, with `result`.
-  void Complete(uint64_t id, ApplyResult result);
+  void Complete(uint64_t id, absl::StatusOr<ApplyResult> result);
+  // Fails waiters whose deadline passed, until Stop().
+  void DeadlineLoop();
+  // Runs completions, until Stop() and the queue is empty.
+  void ReplyLoop();
   // The alarm error for `request`, if an active alarm refuses it.
   absl::Status CheckAlarms(const kvstore::internal::InternalRaftRequest& request) const;
   // Follows leadership (lessor promotion) and revokes expired leases.
@@ -141,9 +163,18 @@ class KvServer : public ApplyListener {
 
   std::atomic<uint64_t> next_request_ = 1;
   absl::Mutex mu_;
-  std::map<uint64_t, std::shared_ptr<Waiter>> waiters_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  // (deadline, id) of every waiter.
+  std::set<std::pair<absl::Time, uint64_t>> deadlines_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread lease_thread_;
+  std::thread deadline_thread_;
+
+  // Completions of writes and read barriers, run off the driver's thread.
+  absl::Mutex reply_mu_;
+  std::deque<absl::AnyInvocable<void()>> reply_queue_ ABSL_GUARDED_BY(reply_mu_);
+  bool reply_stopping_ ABSL_GUARDED_BY(reply_mu_) = false;
+  std::vector<std::thread> reply_threads_;
 
   mutable absl::Mutex alarm_mu_;
   // (alarm type, member id) of every active alarm.

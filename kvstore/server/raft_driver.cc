@@ -1,5 +1,7 @@
 #include "kvstore/server/raft_driver.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <utility>
@@ -57,7 +59,10 @@ void RaftDriver::Start() {
   if (cs.voters == std::vector<uint64_t>{options_.id} && cs.voters_outgoing.empty()) {
     node_->Campaign();
   }
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "raft-driver");
+    Run();
+  });
 }
 
 void RaftDriver::Stop() {

@@ -17,16 +17,13 @@
 namespace kvstore::server {
 
 // The deadline for a request: the client's, but at most `timeout` from now.
-inline absl::Time RequestDeadline(const grpc::ServerContext* ctx, absl::Duration timeout) {
+inline absl::Time RequestDeadline(const grpc::ServerContextBase* ctx, absl::Duration timeout) {
   return std::min(absl::FromChrono(ctx->deadline()), absl::Now() + timeout);
 }
 
-// Proposes `r`, waits until it is applied (or `deadline`), and moves the response of type T
-// into `resp` with its header filled.
+// Moves the response of type T out of a write's outcome into `resp`, with its header filled.
 template <typename T>
-grpc::Status WriteAndAnswer(KvServer* server, absl::Time deadline,
-                            kvstore::internal::InternalRaftRequest r, T* resp) {
-  absl::StatusOr<ApplyResult> applied = server->Write(std::move(r), deadline);
+grpc::Status AnswerWrite(const KvServer* server, absl::StatusOr<ApplyResult> applied, T* resp) {
   if (!applied.ok()) return common::ToGrpcStatus(applied.status());
   if (!applied->status.ok()) return common::ToGrpcStatus(applied->status);
   T* out = std::get_if<T>(&applied->response);
@@ -34,6 +31,24 @@ grpc::Status WriteAndAnswer(KvServer* server, absl::Time deadline,
   *resp = std::move(*out);
   server->FillHeader(resp->mutable_header());
   return grpc::Status::OK;
+}
+
+// Proposes `r`, waits until it is applied (or `deadline`), and answers as AnswerWrite.
+template <typename T>
+grpc::Status WriteAndAnswer(KvServer* server, absl::Time deadline,
+                            kvstore::internal::InternalRaftRequest r, T* resp) {
+  return AnswerWrite(server, server->Write(std::move(r), deadline), resp);
+}
+
+// Proposes `r` and finishes the call with the answer once it is applied (or `deadline`),
+// without holding a thread while it waits.
+template <typename T>
+void WriteAndFinish(KvServer* server, grpc::ServerUnaryReactor* reactor, absl::Time deadline,
+                    kvstore::internal::InternalRaftRequest r, T* resp) {
+  server->WriteAsync(std::move(r), deadline,
+                     [server, reactor, resp](absl::StatusOr<ApplyResult> applied) {
+                       reactor->Finish(AnswerWrite(server, std::move(applied), resp));
+                     });
 }
 
 }  // namespace kvstore::server
