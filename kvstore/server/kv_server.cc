@@ -78,7 +78,7 @@ absl::Status KvServer::Init() {
     if (absl::Status s = raft_log_->Bootstrap({member_id_}); !s.ok()) return s;
   }
   absl::StatusOr<std::unique_ptr<mvcc::MvccStore>> kv =
-      mvcc::MvccStore::Open((member / "mvcc").string());
+      mvcc::MvccStore::Open((member / "mvcc").string(), mvcc::MvccStoreOptions{.use_wal = false});
   if (!kv.ok()) return kv.status();
   mvcc_ = std::move(*kv);
 

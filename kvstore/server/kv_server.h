@@ -7,6 +7,11 @@
 // Data directory layout: <data-dir>/member/raft (RaftLogStore), <data-dir>/member/mvcc
 // (MvccStore). A new directory is bootstrapped as a one-member cluster.
 //
+// Durability: the Raft log is the only write-ahead log. The MVCC store writes without one
+// (MvccStoreOptions::use_wal = false): a crash takes it back to its last memtable flush, with
+// the matching applied index, and the driver re-applies the log from there. Whatever compacts
+// the Raft log must therefore stay at or below the index MvccStore::Flush() returned.
+//
 // Threads: every public method may be called from any thread once Start() returned.
 #ifndef KVSTORE_SERVER_KV_SERVER_H_
 #define KVSTORE_SERVER_KV_SERVER_H_

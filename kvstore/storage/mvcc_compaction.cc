@@ -42,8 +42,7 @@ absl::Status MvccStore::ScheduleCompaction(int64_t rev, std::optional<uint64_t> 
   if (s.ok() && applied_index) {
     s = batch.Put(MetaKey(kMetaAppliedIndex), EncodeBigEndian64(*applied_index));
   }
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync_writes;
+  const rocksdb::WriteOptions wo = WriteOpts();
   if (s.ok()) s = db_->Write(wo, &batch);
   if (!s.ok()) return FromRocks(s, "scheduling compaction");
   absl::MutexLock l(&mu_);
@@ -68,8 +67,7 @@ absl::Status MvccStore::RunCompaction() {
       absl::Status s = CompactionStep(target, &cursor);
       if (!s.ok()) return s;
     }
-    rocksdb::WriteOptions wo;
-    wo.sync = options_.sync_writes;
+    const rocksdb::WriteOptions wo = WriteOpts();
     rocksdb::Status s = db_->Put(wo, MetaKey(kMetaCompactFinished), EncodeBigEndian64(target));
     if (!s.ok()) return FromRocks(s, "finishing compaction");
     absl::MutexLock l(&mu_);
@@ -136,8 +134,7 @@ absl::Status MvccStore::CompactionStep(int64_t target, std::optional<mvcc::Revis
     cursor->reset();
   }
   if (batch.Count() == 0) return absl::OkStatus();
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync_writes;
+  const rocksdb::WriteOptions wo = WriteOpts();
   return FromRocks(db_->Write(wo, &batch), "compaction write");
 }
 

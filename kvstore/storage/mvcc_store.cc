@@ -375,8 +375,7 @@ absl::Status MvccStore::Commit(WriteTxn* txn) {
   rocksdb::WriteBatch* batch = txn->batch_->GetWriteBatch();
   if (batch->Count() == 0) return absl::OkStatus();
 
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync_writes;
+  const rocksdb::WriteOptions wo = WriteOpts();
   s = db_->Write(wo, batch);
   if (!s.ok()) return FromRocks(s, "committing a write transaction");
 
@@ -450,6 +449,22 @@ absl::StatusOr<std::vector<LeaseKey>> MvccStore::AllLeaseKeys() const {
   return out;
 }
 
+rocksdb::WriteOptions MvccStore::WriteOpts() const {
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = !options_.use_wal;
+  wo.sync = options_.sync_writes && options_.use_wal;
+  return wo;
+}
+
+absl::StatusOr<uint64_t> MvccStore::Flush() {
+  // Whatever is committed when the flush starts is in it: read the index first.
+  const uint64_t applied = AppliedIndex();
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  if (rocksdb::Status s = db_->Flush(fo); !s.ok()) return FromRocks(s, "flushing the memtable");
+  return applied;
+}
+
 absl::Status MvccStore::CreateCheckpoint(const std::string& dir) const {
   rocksdb::Checkpoint* raw = nullptr;
   rocksdb::Status s = rocksdb::Checkpoint::Create(db_.get(), &raw);
@@ -470,8 +485,7 @@ absl::Status MvccStore::BumpRevision(int64_t amount) {
   // Holding the writer slot keeps every other write transaction out while the revision moves.
   WriteTxn writer = BeginWrite();
   const int64_t revision = writer.Revision() + amount;
-  rocksdb::WriteOptions wo;
-  wo.sync = options_.sync_writes;
+  const rocksdb::WriteOptions wo = WriteOpts();
   rocksdb::Status s = db_->Put(wo, MetaKey(kMetaRevision), EncodeBigEndian64(revision));
   if (!s.ok()) return FromRocks(s, "bumping the revision");
   std::shared_ptr<const rocksdb::Snapshot> snapshot = TakeSnapshot();

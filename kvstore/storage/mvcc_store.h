@@ -30,8 +30,9 @@
 // revision and applied index together). After each commit the store takes a RocksDB snapshot
 // and publishes it together with the new revision; every read works on one such (snapshot,
 // revision) pair, so it sees whole transactions only and never blocks on a writer.
-// Writes are not synced unless MvccStoreOptions::sync_writes: the Raft log is the durable
-// record, and AppliedIndex() tells the server where to resume replaying it after a crash.
+// Writes are not synced unless MvccStoreOptions::sync_writes, and may skip RocksDB's
+// write-ahead log (MvccStoreOptions::use_wal): the Raft log is the durable record, and
+// AppliedIndex() tells the server where to resume replaying it after a crash.
 #ifndef KVSTORE_STORAGE_MVCC_STORE_H_
 #define KVSTORE_STORAGE_MVCC_STORE_H_
 
@@ -50,6 +51,7 @@
 
 namespace rocksdb {
 class DB;
+struct WriteOptions;
 class Snapshot;
 class WriteBatchWithIndex;
 }  // namespace rocksdb
@@ -69,6 +71,12 @@ bool IsFutureRevisionError(const absl::Status& status);
 struct MvccStoreOptions {
   // fsync the WAL on every write transaction and compaction step.
   bool sync_writes = false;
+  // Write RocksDB's write-ahead log. Without it a crash loses what was written since the
+  // last memtable flush, as one whole suffix of transactions: the store reopens at an older
+  // AppliedIndex(), consistent with it, and the server replays its Raft log from there. A
+  // clean close flushes. The Raft log must then keep every entry above the index Flush()
+  // returns. sync_writes needs the log.
+  bool use_wal = true;
   // Changes examined per compaction write batch: bounds how long one step takes and how much
   // one batch holds.
   int compaction_batch_size = 10000;
@@ -283,6 +291,9 @@ class MvccStore {
   // Writes a consistent copy of the store into `dir` (which must not exist), hard-linking
   // files where it can: a snapshot for a new member or for backup; MvccStore::Open reads it.
   absl::Status CreateCheckpoint(const std::string& dir) const;
+  // Persists everything committed so far (a memtable flush) and returns the applied index
+  // that is now durable even without the write-ahead log.
+  absl::StatusOr<uint64_t> Flush();
   // Approximate bytes on disk (etcd's db size in Status).
   uint64_t ApproximateSizeBytes() const;
 
@@ -312,6 +323,7 @@ class MvccStore {
   MvccStore(std::string dir, const MvccStoreOptions& options, std::unique_ptr<rocksdb::DB> db);
 
   absl::Status LoadMeta();
+  rocksdb::WriteOptions WriteOpts() const;
   std::shared_ptr<const rocksdb::Snapshot> TakeSnapshot();
   ReadView CurrentView() const;
 

@@ -1236,15 +1236,21 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
 // --- Crash ---------------------------------------------------------------------------------
 
 constexpr char kCrashChildEnv[] = "MVCC_CRASH_CHILD_DIR";
-const MvccStoreOptions kCrashOptions{.compaction_batch_size = 16};
+constexpr char kCrashNoWalEnv[] = "MVCC_CRASH_NO_WAL";
+
+MvccStoreOptions CrashOptions(bool use_wal) {
+  return MvccStoreOptions{.use_wal = use_wal, .compaction_batch_size = 16};
+}
 
 // Transaction i (store revision i before it) rewrites c/0..c/9 with "i", deletes c/9 when
 // i % 7 == 0, and records applied index 1000 + i. Every 64 revisions it compacts, in small
-// batches, so that a kill also lands inside compactions.
+// batches, so that a kill also lands inside compactions. Without the write-ahead log it
+// flushes every 50 revisions, so that something survives each kill.
 TEST(MvccCrashChild, WritesUntilKilled) {
   const char* dir = getenv(kCrashChildEnv);
   if (dir == nullptr) GTEST_SKIP() << "only runs as the child of SigkillMidStream...";
-  absl::StatusOr<std::unique_ptr<MvccStore>> store = MvccStore::Open(dir, kCrashOptions);
+  const bool use_wal = getenv(kCrashNoWalEnv) == nullptr;
+  absl::StatusOr<std::unique_ptr<MvccStore>> store = MvccStore::Open(dir, CrashOptions(use_wal));
   ASSERT_TRUE(store.ok()) << store.status();
   for (int n = 0;; ++n) {
     const int64_t i = (*store)->CurrentRevision();
@@ -1256,15 +1262,23 @@ TEST(MvccCrashChild, WritesUntilKilled) {
     txn.SetAppliedIndex(1000 + i);
     ASSERT_OK(txn.End());
     if (i % 64 == 0) ASSERT_OK((*store)->Compact(i - 32));
-    if (n == 20) std::ofstream(absl::StrCat(dir, ".ready")) << "ready";
+    if (!use_wal && i % 50 == 0) {
+      absl::StatusOr<uint64_t> flushed = (*store)->Flush();
+      ASSERT_TRUE(flushed.ok()) << flushed.status();
+      ASSERT_EQ(*flushed, static_cast<uint64_t>(1000 + i));
+    }
+    if (n == 60) std::ofstream(absl::StrCat(dir, ".ready")) << "ready";
   }
 }
 
-TEST(MvccCrashTest, SigkillMidStreamLeavesWholeTransactions) {
+// Kills the child above at random moments, four times, and checks after each kill that the
+// store holds whole transactions only, with the applied index of the last one.
+void SigkillMidStream(bool use_wal) {
   TempDir dir;
   const std::string db = dir.path() + "/db";
   const std::string ready = db + ".ready";
   std::vector<std::string> env_strings = {absl::StrCat(kCrashChildEnv, "=", db)};
+  if (!use_wal) env_strings.push_back(absl::StrCat(kCrashNoWalEnv, "=1"));
   for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
   std::vector<char*> envp;
   for (std::string& e : env_strings) envp.push_back(e.data());
@@ -1295,7 +1309,7 @@ TEST(MvccCrashTest, SigkillMidStreamLeavesWholeTransactions) {
     ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
     ASSERT_TRUE(WIFSIGNALED(wstatus)) << "the child stopped by itself: " << wstatus;
 
-    absl::StatusOr<std::unique_ptr<MvccStore>> opened = MvccStore::Open(db, kCrashOptions);
+    absl::StatusOr<std::unique_ptr<MvccStore>> opened = MvccStore::Open(db, CrashOptions(use_wal));
     ASSERT_TRUE(opened.ok()) << opened.status();
     MvccStore& store = **opened;
     const int64_t rev = store.CurrentRevision();
@@ -1323,6 +1337,23 @@ TEST(MvccCrashTest, SigkillMidStreamLeavesWholeTransactions) {
     for (const auto& [at, n] : per_revision) ASSERT_EQ(n, (at - 1) % 7 == 0 ? 11 : 10) << at;
     EXPECT_TRUE(store.HashKV(0).ok());
   }
+}
+
+TEST(MvccCrashTest, SigkillMidStreamLeavesWholeTransactions) { SigkillMidStream(true); }
+
+// Without the write-ahead log a kill loses the transactions since the last flush, all of
+// them: the store reopens at an older, consistent point (the server replays from there).
+TEST(MvccCrashTest, SigkillWithoutWalLosesOnlyAWholeSuffix) { SigkillMidStream(false); }
+
+TEST_F(MvccStoreTest, WithoutWalACleanCloseKeepsEverything) {
+  Reopen(MvccStoreOptions{.use_wal = false});
+  WriteTxn txn = store_->BeginWrite();
+  ASSERT_TRUE(txn.Put("a", "1").ok());
+  txn.SetAppliedIndex(7);
+  ASSERT_OK(txn.End());
+  Reopen(MvccStoreOptions{.use_wal = false});
+  EXPECT_EQ(store_->AppliedIndex(), 7u);
+  EXPECT_EQ(Get("a").kvs.size(), 1u);
 }
 
 // --- Defragment and BumpRevision (added for the Maintenance service and kvstore restore) ---
