@@ -61,15 +61,11 @@ void Applier::CommitIndexOnly(uint64_t index) {
 
 ApplyResult Applier::Compact(const etcdserverpb::CompactionRequest& r, uint64_t index) {
   ApplyResult out;
-  if (r.revision() == 0 && store_->CompactedRevision() == 0) {
-    // etcd accepts compacting a never-compacted store at 0: there is nothing to drop.
-    CommitIndexOnly(index);
-    out.response = etcdserverpb::CompactionResponse();
-    return out;
-  }
-  // The mark commits with the applied index; the history goes in bounded batches.
-  out.status = FromStoreError(store_->Compact(r.revision(), index));
-  if (out.status.ok()) out.response = etcdserverpb::CompactionResponse();
+  // The mark commits with the applied index; the history goes later, on another thread.
+  out.status = FromStoreError(store_->ScheduleCompaction(r.revision(), index));
+  if (!out.status.ok()) return out;
+  out.response = etcdserverpb::CompactionResponse();
+  listener_->OnCompactionScheduled();
   return out;
 }
 

@@ -44,6 +44,9 @@ class ApplyListener {
   virtual void OnApplied(uint64_t request_id, ApplyResult result) = 0;
   // A write transaction committed these changes at `revision`, in order.
   virtual void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) = 0;
+  // A compaction was marked: the history below it is to be deleted (MvccStore::RunCompaction),
+  // off the applying thread.
+  virtual void OnCompactionScheduled() = 0;
 };
 
 class Applier : public StateMachine {

@@ -107,6 +107,8 @@ void KvServer::Start() {
   driver_->Start();
   lease_thread_ = std::thread([this] { LeaseLoop(); });
   deadline_thread_ = std::thread([this] { DeadlineLoop(); });
+  if (mvcc_->CompactionPending()) OnCompactionScheduled();  // left unfinished by a crash
+  compaction_thread_ = std::thread([this] { CompactionLoop(); });
   for (int i = 0; i < std::max(1, options_.reply_threads); ++i) {
     reply_threads_.emplace_back([this] { ReplyLoop(); });
   }
@@ -130,6 +132,55 @@ void KvServer::Stop() {
     reply_stopping_ = true;
   }
   for (std::thread& t : reply_threads_) t.join();
+  std::vector<absl::AnyInvocable<void(absl::Status)>> compaction_waiters;
+  {
+    absl::MutexLock l(&compaction_mu_);
+    compaction_stopping_ = true;
+  }
+  if (compaction_thread_.joinable()) compaction_thread_.join();
+  {
+    absl::MutexLock l(&compaction_mu_);
+    compaction_waiters.swap(compaction_waiters_);
+  }
+  for (auto& w : compaction_waiters) w(StoppedError());
+}
+
+void KvServer::AfterCompaction(absl::AnyInvocable<void(absl::Status)> done) {
+  {
+    absl::MutexLock l(&compaction_mu_);
+    if (!compaction_stopping_) {
+      compaction_waiters_.push_back(std::move(done));
+      return;
+    }
+  }
+  done(StoppedError());
+}
+
+void KvServer::OnCompactionScheduled() {
+  absl::MutexLock l(&compaction_mu_);
+  compaction_wanted_ = true;
+}
+
+void KvServer::CompactionLoop() {
+  for (;;) {
+    std::vector<absl::AnyInvocable<void(absl::Status)>> waiters;
+    {
+      absl::MutexLock l(&compaction_mu_);
+      compaction_mu_.Await(absl::Condition(
+          +[](KvServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->compaction_mu_) {
+            return s->compaction_stopping_ || s->compaction_wanted_ ||
+                   !s->compaction_waiters_.empty();
+          },
+          this));
+      if (compaction_stopping_) return;
+      compaction_wanted_ = false;
+      waiters.swap(compaction_waiters_);
+    }
+    // Resumable: what a failure leaves is deleted by the next run (or after a restart).
+    const absl::Status s = mvcc_->RunCompaction();
+    if (!s.ok()) spdlog::error("deleting compacted history failed: {}", s.ToString());
+    for (auto& w : waiters) w(s);
+  }
 }
 
 bool KvServer::AddWaiter(uint64_t id, absl::Time deadline, WriteDone& done) {

@@ -129,9 +129,15 @@ class KvServer : public ApplyListener {
   // Where committed changes go (the watch hub). Set before Start().
   void set_event_sink(EventSink sink) { event_sink_ = std::move(sink); }
 
+  // Runs `done` on the compaction thread once every compaction scheduled before the call
+  // has deleted its history (etcd's physical compaction), with how that went; at Stop(),
+  // with StoppedError() if it had not run yet.
+  void AfterCompaction(absl::AnyInvocable<void(absl::Status)> done);
+
   // ApplyListener, on the driver thread.
   void OnApplied(uint64_t request_id, ApplyResult result) override;
   void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override;
+  void OnCompactionScheduled() override;
 
  private:
   // A write or read barrier in flight, by request id.
@@ -150,6 +156,8 @@ class KvServer : public ApplyListener {
   void DeadlineLoop();
   // Runs completions, until Stop() and the queue is empty.
   void ReplyLoop();
+  // Deletes compacted history when a compaction is scheduled, until Stop().
+  void CompactionLoop();
   // The alarm error for `request`, if an active alarm refuses it.
   absl::Status CheckAlarms(const kvstore::internal::InternalRaftRequest& request) const;
   // Follows leadership (lessor promotion) and revokes expired leases.
@@ -180,6 +188,13 @@ class KvServer : public ApplyListener {
   std::deque<absl::AnyInvocable<void()>> reply_queue_ ABSL_GUARDED_BY(reply_mu_);
   bool reply_stopping_ ABSL_GUARDED_BY(reply_mu_) = false;
   std::vector<std::thread> reply_threads_;
+
+  absl::Mutex compaction_mu_;
+  bool compaction_wanted_ ABSL_GUARDED_BY(compaction_mu_) = false;
+  bool compaction_stopping_ ABSL_GUARDED_BY(compaction_mu_) = false;
+  std::vector<absl::AnyInvocable<void(absl::Status)>> compaction_waiters_
+      ABSL_GUARDED_BY(compaction_mu_);
+  std::thread compaction_thread_;
 
   mutable absl::Mutex alarm_mu_;
   // (alarm type, member id) of every active alarm.

@@ -126,7 +126,18 @@ grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* ctx,
                                              etcdserverpb::CompactionResponse* resp) {
   kvstore::internal::InternalRaftRequest r;
   *r.mutable_compaction() = *req;
-  return Write(ctx, std::move(r), resp);
+  if (!req->physical()) return Write(ctx, std::move(r), resp);
+  // etcd answers a physical compaction once the compacted history is deleted.
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  server_->WriteAsync(std::move(r), RequestDeadline(ctx, request_timeout_),
+                      [server = server_, reactor, resp](absl::StatusOr<ApplyResult> applied) {
+                        grpc::Status s = AnswerWrite(server, std::move(applied), resp);
+                        if (!s.ok()) return reactor->Finish(s);
+                        server->AfterCompaction([reactor](absl::Status done) {
+                          reactor->Finish(ToGrpcStatus(done));
+                        });
+                      });
+  return reactor;
 }
 
 }  // namespace kvstore::server
