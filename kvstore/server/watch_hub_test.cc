@@ -142,6 +142,38 @@ TEST_F(WatchHubTest, HistoryReplayWithPrevKvThenLive) {
   ExpectQuiet(s.get());
 }
 
+// etcd 3.4 lets one txn delete a key from-key and put it too, so a key can change twice in
+// one revision. etcd's watch then sends as prev_kv the key before the revision (it reads it
+// at mod_revision - 1), and none with an event that creates the key: live or replayed alike.
+TEST_F(WatchHubTest, KeyChangedTwiceInOneRevisionHasPrevKvFromBeforeTheRevision) {
+  MakeHub();
+  auto live = hub_->OpenStream();
+  hub_->Watch(live.get(), {.key = "k", .prev_kv = true});
+  EXPECT_EQ(Next(live.get()), "id=0 rev=1 created");
+  Put("k", "1");                  // 2
+  Commit([](mvcc::WriteTxn& t) {  // 3
+    EXPECT_TRUE(t.Put("k", "2").ok());
+    EXPECT_TRUE(t.DeleteRange("k", "").ok());
+  });
+  Put("k", "3");                  // 4
+  Commit([](mvcc::WriteTxn& t) {  // 5
+    EXPECT_TRUE(t.DeleteRange("k", "").ok());
+    EXPECT_TRUE(t.Put("k", "4").ok());
+  });
+  const std::string at2 = "[PUT k=1 m2]";
+  const std::string at3 = "[PUT k=2 m3 prev=1@2] [DEL k m3 prev=1@2]";
+  const std::string at4 = "[PUT k=3 m4]";
+  const std::string at5 = "[DEL k m5 prev=3@4] [PUT k=4 m5]";
+  EXPECT_EQ(NextN(live.get(), 4),
+            (std::vector<std::string>{"id=0 rev=2 " + at2, "id=0 rev=3 " + at3, "id=0 rev=4 " + at4,
+                                      "id=0 rev=5 " + at5}));
+
+  auto replay = hub_->OpenStream();
+  hub_->Watch(replay.get(), {.key = "k", .start_revision = 2, .prev_kv = true});
+  EXPECT_EQ(Next(replay.get()), "id=0 rev=5 created");
+  EXPECT_EQ(Next(replay.get()), absl::StrCat("id=0 rev=5 ", at2, " ", at3, " ", at4, " ", at5));
+}
+
 TEST_F(WatchHubTest, RangesPrefixesAndFromKey) {
   MakeHub();
   auto s = hub_->OpenStream();

@@ -99,7 +99,7 @@ struct EventsOptions {
   // a transaction's events are never split; 0 = no limit.
   int64_t limit = 0;
   // Fill Event::prev_kv as etcd's watch does: the key's version at mod_revision - 1, unless
-  // that revision is compacted or the key did not exist then.
+  // that revision is compacted, the key did not exist then or the event creates the key.
   bool prev_kv = false;
 };
 
@@ -181,8 +181,9 @@ class WriteTxn {
   // it has changed something. After End() this is the store's revision (etcd's header).
   int64_t Revision() const { return begin_revision_ + (changes_.empty() ? 0 : 1); }
 
-  // The changes so far, in sub-revision order, each with its prev_kv: what the watch hub
-  // sends to watchers after End().
+  // The changes so far, in sub-revision order, each with the version it replaced as prev_kv
+  // (for a key changed twice in one transaction, not etcd's watch prev_kv, which is the key
+  // before the revision). The watch hub sends them to watchers after End().
   const std::vector<Event>& Changes() const { return changes_; }
 
   // Commits in one RocksDB write batch. On error nothing is committed. Call at most once.

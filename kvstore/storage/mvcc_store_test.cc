@@ -1189,10 +1189,12 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
     if (!changes.empty()) {
       model.states.push_back(std::move(next));
       for (Event& e : changes) {
-        // etcd's watch prev_kv: the key at rev - 1.
+        // etcd's watch prev_kv: the key at rev - 1, none with an event that creates the key.
         auto it = model.states[rev - 1].find(e.kv.key);
-        e.prev_kv =
-            it == model.states[rev - 1].end() ? std::nullopt : std::optional<KeyValue>(it->second);
+        const bool creates = e.type == Event::Type::kPut && e.kv.create_revision == rev;
+        e.prev_kv = it == model.states[rev - 1].end() || creates
+                        ? std::nullopt
+                        : std::optional<KeyValue>(it->second);
         model.events.push_back(e);
       }
     }
