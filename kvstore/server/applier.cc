@@ -61,12 +61,6 @@ void Applier::CommitIndexOnly(uint64_t index) {
 
 ApplyResult Applier::Compact(const etcdserverpb::CompactionRequest& r, uint64_t index) {
   ApplyResult out;
-  if (r.revision() == 0 && store_->CompactedRevision() == 0) {
-    // etcd accepts compacting a never-compacted store at 0: there is nothing to drop.
-    CommitIndexOnly(index);
-    out.response = etcdserverpb::CompactionResponse();
-    return out;
-  }
   // The mark commits with the applied index; the history goes in bounded batches.
   out.status = FromStoreError(store_->Compact(r.revision(), index));
   if (out.status.ok()) out.response = etcdserverpb::CompactionResponse();

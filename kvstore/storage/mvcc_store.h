@@ -256,7 +256,8 @@ class MvccStore {
 
   // Marks history below `rev` as compacted (at once, and persisted) and then deletes it, in
   // bounded batches, before returning: ScheduleCompaction() then RunCompaction(). Errors as
-  // etcd: CompactedError() if rev <= CompactedRevision(), FutureRevisionError() if
+  // etcd: CompactedError() if rev <= CompactedRevision() (a store never compacted takes 0,
+  // once; etcd's compacted revision starts at -1), FutureRevisionError() if
   // rev > CurrentRevision(). `applied_index`, if given, is committed with the mark.
   absl::Status Compact(int64_t rev, std::optional<uint64_t> applied_index = std::nullopt);
   // Only the mark: reads below `rev` fail from now on; RunCompaction() removes the data.
@@ -348,6 +349,8 @@ class MvccStore {
   int64_t current_revision_ ABSL_GUARDED_BY(mu_) = 1;
   // The scheduled compaction revision: reads below it fail.
   int64_t compacted_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  // A compaction was ever scheduled, at 0 included: etcd accepts Compact(0) once.
+  bool ever_compacted_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t applied_index_ ABSL_GUARDED_BY(mu_) = 0;
   // Taken after the last commit; matches current_revision_.
   std::shared_ptr<const rocksdb::Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
