@@ -1,6 +1,7 @@
 #include "kvstore/server/watch_hub.h"
 
 #include <algorithm>
+#include <string_view>
 #include <utility>
 
 #include "spdlog/spdlog.h"
@@ -18,6 +19,20 @@ int64_t ApproximateBytes(const WatchUpdate& u) {
     }
   }
   return bytes;
+}
+
+// A change of one revision as etcd's watch reports it. A transaction's changes carry the
+// version each one replaced (WriteTxn::Changes); etcd's watch sends instead the key as it was
+// before the revision (it reads prev_kv at mod_revision - 1), and nothing with an event that
+// creates the key. The two differ only for a key changed twice in one revision, which etcd
+// 3.4 allows: a txn may delete a key from-key and put it too. `before` is the key's state
+// before the revision.
+mvcc::Event AsWatched(const mvcc::Event& change, const std::optional<mvcc::KeyValue>& before) {
+  mvcc::Event e = change;
+  const bool creates =
+      e.type == mvcc::Event::Type::kPut && e.kv.create_revision == e.kv.mod_revision;
+  e.prev_kv = creates ? std::nullopt : before;
+  return e;
 }
 
 }  // namespace
@@ -417,11 +432,19 @@ void WatchHub::Notify(const std::vector<mvcc::Event>& events, int64_t revision) 
   revision_ = revision;
   if (synced_count_ == 0 || events.empty()) return;
 
+  // Each key's first change in this revision: its prev_kv is the key before the revision.
+  std::unordered_map<std::string_view, size_t> first_change;
+  if (events.size() > 1) {
+    for (size_t i = 0; i < events.size(); ++i) first_change.try_emplace(events[i].kv.key, i);
+  }
   std::vector<std::shared_ptr<const mvcc::Event>> shared(events.size());
   std::map<Watcher*, std::vector<std::shared_ptr<const mvcc::Event>>> batches;
   auto add = [&](Watcher* w, size_t i) {
     if (w->next_rev > revision || !w->Wants(events[i])) return;
-    if (shared[i] == nullptr) shared[i] = std::make_shared<const mvcc::Event>(events[i]);
+    if (shared[i] == nullptr) {
+      const size_t first = events.size() > 1 ? first_change.at(events[i].kv.key) : i;
+      shared[i] = std::make_shared<const mvcc::Event>(AsWatched(events[i], events[first].prev_kv));
+    }
     batches[w].push_back(shared[i]);
   };
   for (size_t i = 0; i < events.size(); ++i) {

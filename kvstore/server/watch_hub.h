@@ -185,7 +185,9 @@ class WatchHub {
   // Joins the catch-up thread and closes every stream. Idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // A write transaction committed `events` at `revision`. Does not block on clients.
+  // A write transaction committed `events` (its WriteTxn::Changes()) at `revision`. Watchers
+  // get etcd's prev_kv: the key before `revision`, none with an event that creates the key.
+  // Does not block on clients.
   // Revisions that never came through here (a gap; say, a snapshot was installed) make the
   // synced watchers that might have wanted them catch up from the history; `events` may be
   // empty, to move the hub's revision only.

@@ -34,7 +34,7 @@ absl::Status MvccStore::Compact(int64_t rev, std::optional<uint64_t> applied_ind
 absl::Status MvccStore::ScheduleCompaction(int64_t rev, std::optional<uint64_t> applied_index) {
   {
     absl::MutexLock l(&mu_);
-    if (rev <= compacted_revision_) return CompactedError();
+    if (rev <= (ever_compacted_ ? compacted_revision_ : -1)) return CompactedError();
     if (rev > current_revision_) return FutureRevisionError();
   }
   rocksdb::WriteBatch batch;
@@ -47,6 +47,7 @@ absl::Status MvccStore::ScheduleCompaction(int64_t rev, std::optional<uint64_t> 
   if (!s.ok()) return FromRocks(s, "scheduling compaction");
   absl::MutexLock l(&mu_);
   compacted_revision_ = rev;
+  ever_compacted_ = true;
   if (applied_index) applied_index_ = *applied_index;
   return absl::OkStatus();
 }

@@ -324,8 +324,11 @@ absl::StatusOr<EventsResult> MvccStore::Events(int64_t start_rev, int64_t end_re
     }
     event.kv.key = user_key;
     // etcd's watch reads prev_kv with a Range at mod_revision - 1, which fails (and so gives
-    // none) below the compacted revision.
-    if (options.prev_kv && rev.main - 1 >= view.compacted && rev.main > 1) {
+    // none) below the compacted revision, and skips the read for an event that creates the
+    // key (the key may have existed then: deleted and put again in this revision).
+    const bool creates =
+        event.type == Event::Type::kPut && event.kv.create_revision == event.kv.mod_revision;
+    if (options.prev_kv && !creates && rev.main - 1 >= view.compacted && rev.main > 1) {
       absl::StatusOr<std::optional<KeyValue>> prev =
           HistoryGet(view.snapshot.get(), user_key, rev.main - 1);
       if (!prev.ok()) return prev.status();

@@ -288,21 +288,26 @@ absl::Status MvccStore::LoadMeta() {
         "mvcc: data dir \"", dir_, "\" has unknown format \"", absl::CHexEscape(format), "\""));
   }
 
-  auto read_u64 = [&](std::string_view name, uint64_t fallback) -> absl::StatusOr<uint64_t> {
+  auto read_meta = [&](std::string_view name) -> absl::StatusOr<std::optional<uint64_t>> {
     std::string value;
     rocksdb::Status st = db_->Get(ro, MetaKey(name), &value);
-    if (st.IsNotFound()) return fallback;
+    if (st.IsNotFound()) return std::nullopt;
     if (!st.ok()) return FromRocks(st, absl::StrCat("reading ", Absl(name)));
     std::string_view in = value;
     uint64_t v = 0;
     if (!ConsumeBigEndian64(&in, &v) || !in.empty()) return Corrupt("meta value", name);
     return v;
   };
+  auto read_u64 = [&](std::string_view name, uint64_t fallback) -> absl::StatusOr<uint64_t> {
+    absl::StatusOr<std::optional<uint64_t>> v = read_meta(name);
+    if (!v.ok()) return v.status();
+    return v->value_or(fallback);
+  };
   absl::StatusOr<uint64_t> revision = read_u64(kMetaRevision, 1);
   if (!revision.ok()) return revision.status();
   absl::StatusOr<uint64_t> applied = read_u64(kMetaAppliedIndex, 0);
   if (!applied.ok()) return applied.status();
-  absl::StatusOr<uint64_t> scheduled = read_u64(kMetaCompactScheduled, 0);
+  absl::StatusOr<std::optional<uint64_t>> scheduled = read_meta(kMetaCompactScheduled);
   if (!scheduled.ok()) return scheduled.status();
   absl::StatusOr<uint64_t> finished = read_u64(kMetaCompactFinished, 0);
   if (!finished.ok()) return finished.status();
@@ -311,7 +316,8 @@ absl::Status MvccStore::LoadMeta() {
   absl::MutexLock l(&mu_);
   current_revision_ = static_cast<int64_t>(*revision);
   applied_index_ = *applied;
-  compacted_revision_ = static_cast<int64_t>(*scheduled);
+  compacted_revision_ = static_cast<int64_t>(scheduled->value_or(0));
+  ever_compacted_ = scheduled->has_value();
   finished_compaction_ = static_cast<int64_t>(*finished);
   snapshot_ = std::move(snapshot);
   return absl::OkStatus();

@@ -107,7 +107,7 @@ struct EventsOptions {
   // a transaction's events are never split; 0 = no limit.
   int64_t limit = 0;
   // Fill Event::prev_kv as etcd's watch does: the key's version at mod_revision - 1, unless
-  // that revision is compacted or the key did not exist then.
+  // that revision is compacted, the key did not exist then or the event creates the key.
   bool prev_kv = false;
 };
 
@@ -189,8 +189,9 @@ class WriteTxn {
   // it has changed something. After End() this is the store's revision (etcd's header).
   int64_t Revision() const { return begin_revision_ + (changes_.empty() ? 0 : 1); }
 
-  // The changes so far, in sub-revision order, each with its prev_kv: what the watch hub
-  // sends to watchers after End().
+  // The changes so far, in sub-revision order, each with the version it replaced as prev_kv
+  // (for a key changed twice in one transaction, not etcd's watch prev_kv, which is the key
+  // before the revision). The watch hub sends them to watchers after End().
   const std::vector<Event>& Changes() const { return changes_; }
 
   // Commits in one RocksDB write batch. On error nothing is committed. Call at most once.
@@ -263,7 +264,8 @@ class MvccStore {
 
   // Marks history below `rev` as compacted (at once, and persisted) and then deletes it, in
   // bounded batches, before returning: ScheduleCompaction() then RunCompaction(). Errors as
-  // etcd: CompactedError() if rev <= CompactedRevision(), FutureRevisionError() if
+  // etcd: CompactedError() if rev <= CompactedRevision() (a store never compacted takes 0,
+  // once; etcd's compacted revision starts at -1), FutureRevisionError() if
   // rev > CurrentRevision(). `applied_index`, if given, is committed with the mark.
   absl::Status Compact(int64_t rev, std::optional<uint64_t> applied_index = std::nullopt);
   // Only the mark: reads below `rev` fail from now on; RunCompaction() removes the data.
@@ -359,6 +361,8 @@ class MvccStore {
   int64_t current_revision_ ABSL_GUARDED_BY(mu_) = 1;
   // The scheduled compaction revision: reads below it fail.
   int64_t compacted_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  // A compaction was ever scheduled, at 0 included: etcd accepts Compact(0) once.
+  bool ever_compacted_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t applied_index_ ABSL_GUARDED_BY(mu_) = 0;
   // Taken after the last commit; matches current_revision_.
   std::shared_ptr<const rocksdb::Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);

@@ -678,6 +678,19 @@ TEST_F(MvccStoreTest, CompactedRevisionSurvivesRestart) {
   EXPECT_EQ(store_->CompactedRevision(), 6);
 }
 
+// etcd's compacted revision starts at -1: a new store takes Compact(0), once, for good.
+TEST_F(MvccStoreTest, CompactAtZeroOnlyOnce) {
+  Put("k", "v");  // 2
+  ASSERT_OK(store_->Compact(0));
+  EXPECT_EQ(store_->CompactedRevision(), 0);
+  EXPECT_TRUE(IsCompactedError(store_->Compact(0)));
+  Reopen();
+  EXPECT_TRUE(IsCompactedError(store_->Compact(0)));
+  EXPECT_TRUE(IsCompactedError(store_->Compact(-1)));
+  ASSERT_OK(store_->Compact(1));
+  EXPECT_EQ(Get("k", "", 1).kvs.size(), 0u);
+}
+
 TEST_F(MvccStoreTest, ScheduledCompactionResumesAfterRestart) {
   for (int i = 0; i < 10; ++i) Put(absl::StrCat("k", i % 3), absl::StrCat(i));  // 2..11
   Delete("k0");                                                                 // 12
@@ -1189,10 +1202,12 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
     if (!changes.empty()) {
       model.states.push_back(std::move(next));
       for (Event& e : changes) {
-        // etcd's watch prev_kv: the key at rev - 1.
+        // etcd's watch prev_kv: the key at rev - 1, none with an event that creates the key.
         auto it = model.states[rev - 1].find(e.kv.key);
-        e.prev_kv =
-            it == model.states[rev - 1].end() ? std::nullopt : std::optional<KeyValue>(it->second);
+        const bool creates = e.type == Event::Type::kPut && e.kv.create_revision == rev;
+        e.prev_kv = it == model.states[rev - 1].end() || creates
+                        ? std::nullopt
+                        : std::optional<KeyValue>(it->second);
         model.events.push_back(e);
       }
     }
