@@ -401,9 +401,9 @@ class Search {
   // Scratch for CollectUnknownCandidates: an entry equal to stamp_ marks a value wanted, or
   // a group taken, in the current collection.
   std::vector<ValueId> wanted_;
-  std::vector<uint32_t> value_stamp_;
-  std::vector<uint32_t> group_stamp_;
-  uint32_t stamp_ = 0;
+  std::vector<uint64_t> value_stamp_;
+  std::vector<uint64_t> group_stamp_;
+  uint64_t stamp_ = 0;  // 64 bits: never wraps around
 
   // The current configuration.
   SetInterner sets_;
