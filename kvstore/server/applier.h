@@ -44,6 +44,9 @@ class ApplyListener {
   virtual void OnApplied(uint64_t request_id, ApplyResult result) = 0;
   // A write transaction committed these changes at `revision`, in order.
   virtual void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) = 0;
+  // A member published its name and client URLs. Called before the entry's index is
+  // recorded as applied, so the record must be durable when this returns.
+  virtual void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) = 0;
 };
 
 class Applier : public StateMachine {

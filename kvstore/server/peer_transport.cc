@@ -1,5 +1,6 @@
 #include "kvstore/server/peer_transport.h"
 
+#include <algorithm>
 #include <deque>
 #include <thread>
 #include <utility>
@@ -9,6 +10,23 @@
 
 namespace kvstore::server {
 
+namespace {
+
+std::shared_ptr<grpc::Channel> Dial(const std::string& address,
+                                    const PeerTransport::Options& options) {
+  grpc::ChannelArguments args;
+  const int max_backoff_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(options.max_reconnect_backoff));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(100, max_backoff_ms));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(100, max_backoff_ms));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
 // One peer: its queue, and the thread that streams the queue to it.
 class PeerTransport::Peer {
  public:
@@ -17,8 +35,7 @@ class PeerTransport::Peer {
         address_(address),
         options_(options),
         sink_(sink),
-        stub_(kvstore::raftpb::RaftPeer::NewStub(
-            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {
+        stub_(kvstore::raftpb::RaftPeer::NewStub(Dial(address, options))) {
     thread_ = std::thread([this] { Run(); });
   }
 
