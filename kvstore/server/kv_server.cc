@@ -217,7 +217,38 @@ void KvServer::PublishLoop() {
   }
 }
 
+void KvServer::HandOverLeadership() {
+  const DriverStatus st = driver_->Status();
+  if (transport_ == nullptr || st.role != raft::Role::kLeader) return;
+  const std::vector<uint64_t>& voters = st.conf_state.voters;
+  uint64_t target = raft::kNone;
+  for (uint64_t id : transport_->ReachablePeers(options_.election)) {
+    if (std::find(voters.begin(), voters.end(), id) != voters.end()) {
+      target = id;
+      break;
+    }
+  }
+  if (target == raft::kNone) return;
+  // The core catches the target up, then tells it to campaign at once (TimeoutNow).
+  driver_->TransferLeadership(target);
+  const absl::Time give_up = absl::Now() + options_.election;
+  while (absl::Now() < give_up) {
+    const uint64_t leader = driver_->Status().leader;
+    if (leader != member_id_ && leader != raft::kNone) {
+      spdlog::info("handed leadership to {:x} before stopping", leader);
+      return;
+    }
+    absl::SleepFor(std::min(options_.heartbeat, absl::Milliseconds(10)));
+  }
+  spdlog::warn("leadership transfer to {:x} did not finish; stopping anyway", target);
+}
+
 void KvServer::Stop() {
+  {
+    absl::ReaderMutexLock l(&mu_);
+    if (stopping_) return;
+  }
+  if (driver_) HandOverLeadership();
   std::map<uint64_t, std::shared_ptr<Waiter>> waiters;
   {
     absl::MutexLock l(&mu_);

@@ -82,9 +82,15 @@ class KvServer : public ApplyListener {
   ~KvServer() override;
 
   void Start();
-  // Fails every request still waiting, stops the peer server, the Raft driver, the
-  // transport, the lease timer and the publisher.
+  // Hands leadership to a reachable voter first if this member leads (as etcd does on
+  // shutdown, so that the cluster need not wait out an election timeout), then fails every
+  // request still waiting and stops the peer server, the Raft driver, the transport, the
+  // lease timer and the publisher.
   void Stop();
+  // If this member leads, asks a reachable voter to take over and waits (at most an
+  // election timeout) until it did. Stop() does it first; main calls it before it stops
+  // serving clients, so that requests in flight meet the new leader rather than no leader.
+  void HandOverLeadership();
   // Whether this member's attributes are in the member list it applied (see above),
   // waiting until `deadline` for it.
   bool WaitReady(absl::Time deadline) { return ready_.WaitForNotificationWithDeadline(deadline); }

@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
 
   stop.WaitForNotification();
   spdlog::info("kvstore {} stopping", name);
+  (*server)->HandOverLeadership();
   grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   (*server)->Stop();
   return 0;

@@ -58,6 +58,9 @@ class PeerTransport : public Transport {
   void Stop();
 
   void Send(std::vector<raft::Message> messages) override;
+  // The peers that took a batch within the last `within` (and none failed since), by id.
+  // A leader writes to every peer each heartbeat, so it knows which are up.
+  std::vector<uint64_t> ReachablePeers(absl::Duration within);
 
   grpc::Service* service() { return &service_; }
 

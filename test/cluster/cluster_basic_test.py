@@ -1,5 +1,6 @@
 """A three-member cluster on loopback: replication, reads from every member, the member
-list, failover after a SIGKILL of the leader, and catch-up of the member that comes back.
+list, failover after a SIGKILL of the leader, catch-up of the member that comes back, and
+the leader handing over on SIGTERM.
 
     /usr/bin/python3 test/cluster/cluster_basic_test.py --kvstore build/bin/kvstore \\
         --stubs build/test/compat/pb
@@ -164,6 +165,17 @@ class ClusterBasicTest(unittest.TestCase):
                 rpc_pb2.HashKVRequest(revision=revision), timeout=5)
             hashes[n] = (h.hash, h.compact_revision)
         self.assertEqual(len(set(hashes.values())), 1, hashes)
+
+        # SIGTERM of the leader hands leadership to another member before it exits (etcd's
+        # graceful shutdown), and the others go on with the new leader.
+        leader = self.wait_leader(names, min(10, self.remaining()))
+        stopped = self.cluster.members[names.index(leader)]
+        stopped.stop()
+        if self.cluster.kind == "kvstore":
+            self.assertIn("handed leadership to", stopped.log_tail(400))
+        rest = [n for n in names if n != leader]
+        self.assertNotEqual(self.wait_leader(rest, FAILOVER_S), leader)
+        self.put(rest[0], b"after-stop", b"ok")
         self.assertLess(time.monotonic() - self.started, BUDGET_S + 10)
 
 
