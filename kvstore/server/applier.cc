@@ -31,7 +31,11 @@ void Applier::Apply(const raft::Entry& e) {
     return;
   }
   ApplyResult result;
-  if (r.has_compaction()) {
+  if (r.has_member_attr_set()) {
+    // Membership, not the key space: no revision, only the applied index moves.
+    listener_->OnMemberAttrSet(r.member_attr_set());
+    CommitIndexOnly(e.index);
+  } else if (r.has_compaction()) {
     result = Compact(r.compaction(), e.index);
   } else {
     mvcc::WriteTxn txn = store_->BeginWrite();

@@ -47,6 +47,9 @@ class ApplyListener {
   // A compaction was marked: the history below it is to be deleted (MvccStore::RunCompaction),
   // off the applying thread.
   virtual void OnCompactionScheduled() = 0;
+  // A member published its name and client URLs. Called before the entry's index is
+  // recorded as applied, so the record must be durable when this returns.
+  virtual void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) = 0;
 };
 
 class Applier : public StateMachine {

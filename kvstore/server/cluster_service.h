@@ -1,9 +1,10 @@
 // The etcd Cluster service over a KvServer: MemberList, and the membership changes.
 //
-// The member list is this member alone (id, name, peer URLs from
-// --initial-advertise-peer-urls, client URLs from --advertise-client-urls): the kvstore
-// runs as a one-member Raft group until replication lands (the next issue). Until then
-// MemberAdd and MemberUpdate of this member answer MembershipChangeUnsupportedError();
+// MemberList answers from the member list this member has applied (membership.h): every
+// member's id, name and peer URLs from the initial cluster, and the client URLs each
+// published through Raft once it started (empty until then), sorted by id. Membership
+// changes need configuration changes through Raft, which come later: MemberAdd,
+// MemberRemove, MemberUpdate and MemberPromote answer MembershipChangeUnsupportedError();
 // every request etcd would refuse anyway gets etcd's own error first (invalid or taken peer
 // URLs, unknown member ids, removing the only member, promoting a voter).
 //
@@ -22,12 +23,6 @@
 #include "kvstore/server/kv_server.h"
 
 namespace kvstore::server {
-
-// etcd's rules for a member URL (types.NewURLs): scheme http, https, unix or unixs, a
-// "host:port" address and no path. The message is etcd's.
-absl::Status CheckMemberUrl(const std::string& url);
-// CheckMemberUrl on each, and at least one.
-absl::Status CheckMemberUrls(const std::vector<std::string>& urls);
 
 class ClusterService final : public etcdserverpb::Cluster::Service {
  public:
@@ -48,7 +43,6 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
 
  private:
   void FillHeader(etcdserverpb::ResponseHeader* h) const;
-  void FillSelf(etcdserverpb::Member* m) const;
 
   KvServer* const server_;
 };

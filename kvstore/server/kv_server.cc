@@ -1,7 +1,5 @@
 #include "kvstore/server/kv_server.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -16,14 +14,6 @@
 namespace kvstore::server {
 namespace {
 
-uint64_t Sha1Prefix(const std::string& bytes) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  uint64_t id = 0;
-  for (int i = 0; i < 8; ++i) id = (id << 8) | digest[i];
-  return id;
-}
-
 // etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds, rounded up.
 int64_t MinLeaseTtl(const KvServerOptions& o) {
   const double seconds = absl::ToDoubleSeconds(o.election) * 1.5;
@@ -32,19 +22,17 @@ int64_t MinLeaseTtl(const KvServerOptions& o) {
 
 }  // namespace
 
-uint64_t ComputeMemberId(std::vector<std::string> peer_urls, const std::string& cluster_token) {
-  std::sort(peer_urls.begin(), peer_urls.end());
-  return Sha1Prefix(absl::StrJoin(peer_urls, "") + cluster_token);
-}
+class KvServer::PeerInbox final : public MessageSink {
+ public:
+  explicit PeerInbox(KvServer* server) : server_(server) {}
+  // Called only once the peer server runs, which starts after the driver exists.
+  void Step(raft::Message m) override { server_->driver_->Step(std::move(m)); }
+  void ReportUnreachable(uint64_t id) override { server_->driver_->ReportUnreachable(id); }
+  void ReportSnapshot(uint64_t id, bool ok) override { server_->driver_->ReportSnapshot(id, ok); }
 
-uint64_t ComputeClusterId(std::vector<uint64_t> member_ids) {
-  std::sort(member_ids.begin(), member_ids.end());
-  std::string bytes;
-  for (uint64_t id : member_ids) {
-    for (int shift = 56; shift >= 0; shift -= 8) bytes.push_back(static_cast<char>(id >> shift));
-  }
-  return Sha1Prefix(bytes);
-}
+ private:
+  KvServer* const server_;
+};
 
 KvServer::KvServer(const KvServerOptions& options, const common::Clock* clock)
     : options_(options), clock_(clock), lessor_(clock, MinLeaseTtl(options)) {}
@@ -67,16 +55,11 @@ absl::Status KvServer::Init() {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot use data dir ", options_.data_dir, ": ", ec.message()));
   }
-  member_id_ = ComputeMemberId(options_.peer_urls, options_.cluster_token);
-  cluster_id_ = ComputeClusterId({member_id_});
-
   absl::StatusOr<std::unique_ptr<storage::RaftLogStore>> log =
       storage::RaftLogStore::Open((member / "raft").string());
   if (!log.ok()) return log.status();
   raft_log_ = std::move(*log);
-  if (raft_log_->LastIndex() == 0 && raft_log_->hard_state().IsEmpty()) {
-    if (absl::Status s = raft_log_->Bootstrap({member_id_}); !s.ok()) return s;
-  }
+  if (absl::Status s = InitMembership(member.string()); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<mvcc::MvccStore>> kv =
       mvcc::MvccStore::Open((member / "mvcc").string(), mvcc::MvccStoreOptions{.use_wal = false});
   if (!kv.ok()) return kv.status();
@@ -96,11 +79,105 @@ absl::Status KvServer::Init() {
   d.tick = options_.heartbeat;
   d.election_ticks = std::max<int>(2, static_cast<int>(options_.election / options_.heartbeat));
   d.seed = member_id_ ^ static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  absl::StatusOr<std::vector<std::string>> peer_listen = InitTransport();
+  if (!peer_listen.ok()) return peer_listen.status();
   absl::StatusOr<std::unique_ptr<RaftDriver>> driver =
-      RaftDriver::Create(d, raft_log_.get(), applier_.get(), /*transport=*/nullptr, clock_);
+      RaftDriver::Create(d, raft_log_.get(), applier_.get(), transport_.get(), clock_);
   if (!driver.ok()) return driver.status();
   driver_ = std::move(*driver);
+  if (peer_listen->empty()) return absl::OkStatus();
+  // Last: from here on peers' messages reach the driver (queued until Start()).
+  grpc::ServerBuilder builder;
+  for (const std::string& hp : *peer_listen) {
+    builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
+  }
+  builder.SetMaxReceiveMessageSize(INT32_MAX);
+  builder.RegisterService(transport_->service());
+  peer_server_ = builder.BuildAndStart();
+  if (peer_server_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot listen for peers on ", absl::StrJoin(options_.listen_peer_urls, ",")));
+  }
   return absl::OkStatus();
+}
+
+absl::Status KvServer::InitMembership(const std::string& member_dir) {
+  if (options_.initial_cluster_state != "new" && options_.initial_cluster_state != "existing") {
+    return absl::InvalidArgumentError("--initial-cluster-state must be \"new\" or \"existing\"");
+  }
+  const bool new_log = raft_log_->LastIndex() == 0 && raft_log_->hard_state().IsEmpty();
+  absl::StatusOr<std::unique_ptr<Membership>> loaded = Membership::Load(member_dir);
+  if (loaded.ok()) {
+    // A restart: the flags that describe a new cluster are ignored, as etcd ignores them.
+    membership_ = std::move(*loaded);
+  } else if (!absl::IsNotFound(loaded.status())) {
+    return loaded.status();
+  } else {
+    if (new_log && options_.initial_cluster_state == "existing") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--initial-cluster-state existing with the new data dir ", options_.data_dir,
+          ": joining a running cluster needs MemberAdd, which is not supported yet; start "
+          "every member of a new cluster with --initial-cluster-state new"));
+    }
+    absl::StatusOr<InitialCluster> cluster = ResolveInitialCluster(BootstrapFlags{
+        .name = options_.name,
+        .initial_cluster = options_.initial_cluster,
+        .advertise_peer_urls = options_.peer_urls,
+        .cluster_token = options_.cluster_token,
+    });
+    if (!cluster.ok()) return cluster.status();
+    if (!new_log) {
+      spdlog::warn("data dir {} holds a Raft log but no member list; taking it from the flags",
+                   options_.data_dir);
+    }
+    absl::StatusOr<std::unique_ptr<Membership>> created = Membership::Create(member_dir, *cluster);
+    if (!created.ok()) return created.status();
+    membership_ = std::move(*created);
+  }
+  member_id_ = membership_->member_id();
+  cluster_id_ = membership_->cluster_id();
+  // After the member list, so that a crash in between bootstraps on the next start.
+  if (new_log) {
+    if (absl::Status s = raft_log_->Bootstrap(membership_->Ids()); !s.ok()) return s;
+  }
+  const std::optional<MemberInfo> self = membership_->Find(member_id_);
+  if (self && !new_log && (self->name != options_.name || self->peer_urls != options_.peer_urls)) {
+    spdlog::warn(
+        "data dir {} belongs to member {} ({:x}) at {}; --name and "
+        "--initial-advertise-peer-urls are ignored",
+        options_.data_dir, self->name, member_id_, absl::StrJoin(self->peer_urls, ","));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> KvServer::InitTransport() {
+  std::vector<std::string> listen;
+  for (const std::string& url : options_.listen_peer_urls) {
+    absl::StatusOr<std::string> hp = UrlHostPort(url);
+    if (!hp.ok()) return hp.status();
+    listen.push_back(*hp);
+  }
+  const std::vector<MemberInfo> members = membership_->Members();
+  if (listen.empty()) {
+    if (members.size() > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--listen-peer-urls is required: the cluster has ", members.size(), " members"));
+    }
+    return listen;
+  }
+  inbox_ = std::make_unique<PeerInbox>(this);
+  transport_ = std::make_unique<PeerTransport>(PeerTransport::Options{.cluster_id = cluster_id_},
+                                               inbox_.get());
+  for (const MemberInfo& m : members) {
+    if (m.id == member_id_) continue;
+    if (m.peer_urls.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("member ", m.name, " has no peer URL"));
+    }
+    absl::StatusOr<std::string> address = UrlHostPort(m.peer_urls.front());
+    if (!address.ok()) return address.status();
+    transport_->AddPeer(m.id, *address);
+  }
+  return listen;
 }
 
 void KvServer::Start() {
@@ -112,9 +189,73 @@ void KvServer::Start() {
   for (int i = 0; i < std::max(1, options_.reply_threads); ++i) {
     reply_threads_.emplace_back([this] { ReplyLoop(); });
   }
+  const std::optional<MemberInfo> self = membership_->Find(member_id_);
+  if (self && self->name == options_.name && self->client_urls == options_.client_urls) {
+    ready_.Notify();  // published before, and committed: nothing to say again
+  } else {
+    publish_thread_ = std::thread([this] { PublishLoop(); });
+  }
+}
+
+void KvServer::PublishLoop() {
+  // etcd's publish: retried until it is applied, each attempt bounded like a request.
+  const absl::Duration attempt = absl::Seconds(1) + 2 * options_.election;
+  bool logged = false;
+  for (;;) {
+    kvstore::internal::InternalRaftRequest r;
+    kvstore::internal::MemberAttrSetRequest* attrs = r.mutable_member_attr_set();
+    attrs->set_member_id(member_id_);
+    attrs->set_name(options_.name);
+    for (const std::string& u : options_.client_urls) attrs->add_client_urls(u);
+    absl::StatusOr<ApplyResult> result = Write(std::move(r), absl::Now() + attempt);
+    const absl::Status s = result.ok() ? result->status : result.status();
+    if (s.ok()) {
+      spdlog::info("published {} {} to cluster {:x}", options_.name,
+                   absl::StrJoin(options_.client_urls, ","), cluster_id_);
+      ready_.Notify();
+      return;
+    }
+    if (!logged) {
+      spdlog::info("waiting for a quorum to publish this member's attributes ({})", s.ToString());
+      logged = true;
+    }
+    absl::MutexLock l(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.heartbeat)) return;
+  }
+}
+
+void KvServer::HandOverLeadership() {
+  const DriverStatus st = driver_->Status();
+  if (transport_ == nullptr || st.role != raft::Role::kLeader) return;
+  const std::vector<uint64_t>& voters = st.conf_state.voters;
+  uint64_t target = raft::kNone;
+  for (uint64_t id : transport_->ReachablePeers(options_.election)) {
+    if (std::find(voters.begin(), voters.end(), id) != voters.end()) {
+      target = id;
+      break;
+    }
+  }
+  if (target == raft::kNone) return;
+  // The core catches the target up, then tells it to campaign at once (TimeoutNow).
+  driver_->TransferLeadership(target);
+  const absl::Time give_up = absl::Now() + options_.election;
+  while (absl::Now() < give_up) {
+    const uint64_t leader = driver_->Status().leader;
+    if (leader != member_id_ && leader != raft::kNone) {
+      spdlog::info("handed leadership to {:x} before stopping", leader);
+      return;
+    }
+    absl::SleepFor(std::min(options_.heartbeat, absl::Milliseconds(10)));
+  }
+  spdlog::warn("leadership transfer to {:x} did not finish; stopping anyway", target);
 }
 
 void KvServer::Stop() {
+  {
+    absl::ReaderMutexLock l(&mu_);
+    if (stopping_) return;
+  }
+  if (driver_) HandOverLeadership();
   std::map<uint64_t, Waiter> waiters;
   {
     absl::MutexLock l(&mu_);
@@ -125,8 +266,12 @@ void KvServer::Stop() {
   }
   if (lease_thread_.joinable()) lease_thread_.join();
   if (deadline_thread_.joinable()) deadline_thread_.join();
+  // Peers' streams are cancelled at once: they would otherwise keep Shutdown waiting.
+  if (peer_server_) peer_server_->Shutdown(std::chrono::system_clock::now());
   if (driver_) driver_->Stop();
+  if (transport_) transport_->Stop();
   for (auto& [id, w] : waiters) w.done(StoppedError());
+  if (publish_thread_.joinable()) publish_thread_.join();
   {
     absl::MutexLock l(&reply_mu_);
     reply_stopping_ = true;
@@ -372,6 +517,19 @@ void KvServer::OnApplied(uint64_t request_id, ApplyResult result) {
 
 void KvServer::OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) {
   if (event_sink_) event_sink_(events, revision);
+}
+
+void KvServer::OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) {
+  const std::vector<std::string> client_urls(r.client_urls().begin(), r.client_urls().end());
+  absl::Status s = membership_->SetAttributes(r.member_id(), r.name(), client_urls);
+  if (absl::IsNotFound(s)) {
+    spdlog::warn("attributes published for member {:x}, which is not in the cluster; ignored",
+                 r.member_id());
+  } else if (!s.ok()) {
+    // The entry would count as applied without its effect: members would diverge.
+    spdlog::critical("cannot record member attributes, stopping: {}", s.ToString());
+    std::abort();
+  }
 }
 
 void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {

@@ -1,11 +1,16 @@
 // KvServer: one kvstore member. It owns the member's stores (the Raft log and the MVCC key
-// space, each a RocksDB database under the data directory), the lessor, the applier and the
-// Raft driver, and offers the etcd API services what they need: writes that go through
-// Raft and return once applied, linearizable read barriers, the store for reads, and
-// response headers.
+// space, each a RocksDB database under the data directory), its member list, the lessor,
+// the applier, the Raft driver and the peer transport with the gRPC server peers send to,
+// and offers the etcd API services what they need: writes that go through Raft and return
+// once applied, linearizable read barriers, the store for reads, and response headers.
 //
 // Data directory layout: <data-dir>/member/raft (RaftLogStore), <data-dir>/member/mvcc
-// (MvccStore). A new directory is bootstrapped as a one-member cluster.
+// (MvccStore), <data-dir>/member/cluster (Membership). A new directory is bootstrapped from
+// --initial-cluster with every member a voter; a restart uses what the directory holds.
+//
+// Once started, the member publishes its name and client URLs through Raft (etcd's
+// publish), unless the committed member list already has them; it is ready (WaitReady)
+// when they are applied. As etcd, main serves clients only once the member is ready.
 //
 // Durability: the Raft log is the only write-ahead log. The MVCC store writes without one
 // (MvccStoreOptions::use_wal = false): a crash takes it back to its last memtable flush, with
@@ -32,12 +37,15 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "etcd/etcdserverpb/raft_internal.pb.h"
 #include "etcd/etcdserverpb/rpc.pb.h"
 #include "kvstore/server/applier.h"
 #include "kvstore/server/lessor.h"
+#include "kvstore/server/membership.h"
+#include "kvstore/server/peer_transport.h"
 #include "kvstore/server/raft_driver.h"
 #include "kvstore/storage/mvcc_store.h"
 #include "kvstore/storage/raft_log_store.h"
@@ -53,6 +61,14 @@ struct KvServerOptions {
   std::string cluster_token = "etcd-cluster";
   // etcd's --advertise-client-urls: what MemberList shows as this member's client URLs.
   std::vector<std::string> client_urls = {"http://localhost:2379"};
+  // etcd's --initial-cluster (empty: this member alone, `name` at `peer_urls`) and
+  // --initial-cluster-state ("new", or "existing" to join a running cluster, which needs
+  // membership changes and is refused for now). Read only when the data directory is new.
+  std::string initial_cluster;
+  std::string initial_cluster_state = "new";
+  // etcd's --listen-peer-urls: where the RaftPeer service listens. Empty: nowhere, which
+  // only a one-member cluster can afford.
+  std::vector<std::string> listen_peer_urls;
   absl::Duration heartbeat = absl::Milliseconds(100);
   absl::Duration election = absl::Milliseconds(1000);
   // etcd's --max-request-bytes and --max-txn-ops.
@@ -63,26 +79,31 @@ struct KvServerOptions {
   int reply_threads = 2;
 };
 
-// etcd's member id: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs
-// joined, followed by the cluster token.
-uint64_t ComputeMemberId(std::vector<std::string> peer_urls, const std::string& cluster_token);
-// etcd's cluster id: the first 8 bytes of SHA-1 over the sorted member ids (8 bytes each,
-// big-endian).
-uint64_t ComputeClusterId(std::vector<uint64_t> member_ids);
-
 class KvServer : public ApplyListener {
  public:
   using EventSink = std::function<void(const std::vector<mvcc::Event>& events, int64_t rev)>;
 
-  // Opens (or creates) the member's data. Fails with FailedPrecondition naming the
-  // directory if it cannot be used.
+  // Opens (or creates) the member's data and, in a cluster of more than one, listens for
+  // peers. Fails with FailedPrecondition naming the directory if it cannot be used, and
+  // with InvalidArgument (etcd's message) if a new member's flags do not describe a cluster
+  // it belongs to.
   static absl::StatusOr<std::unique_ptr<KvServer>> Open(const KvServerOptions& options,
                                                         const common::Clock* clock);
   ~KvServer() override;
 
   void Start();
-  // Fails every request still waiting, stops the Raft driver and the lease timer.
+  // Hands leadership to a reachable voter first if this member leads (as etcd does on
+  // shutdown, so that the cluster need not wait out an election timeout), then fails every
+  // request still waiting and stops the peer server, the Raft driver, the transport, the
+  // lease timer and the publisher.
   void Stop();
+  // If this member leads, asks a reachable voter to take over and waits (at most an
+  // election timeout) until it did. Stop() does it first; main calls it before it stops
+  // serving clients, so that requests in flight meet the new leader rather than no leader.
+  void HandOverLeadership();
+  // Whether this member's attributes are in the member list it applied (see above),
+  // waiting until `deadline` for it.
+  bool WaitReady(absl::Time deadline) { return ready_.WaitForNotificationWithDeadline(deadline); }
 
   using WriteDone = absl::AnyInvocable<void(absl::StatusOr<ApplyResult>)>;
   using ReadDone = absl::AnyInvocable<void(absl::Status)>;
@@ -116,6 +137,7 @@ class KvServer : public ApplyListener {
   RaftDriver& driver() { return *driver_; }
   uint64_t member_id() const { return member_id_; }
   uint64_t cluster_id() const { return cluster_id_; }
+  const Membership& membership() const { return *membership_; }
   const KvServerOptions& options() const { return options_; }
 
   // etcd's alarms (Maintenance.Alarm): GET lists the active ones (of one type, or all for
@@ -138,6 +160,7 @@ class KvServer : public ApplyListener {
   void OnApplied(uint64_t request_id, ApplyResult result) override;
   void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override;
   void OnCompactionScheduled() override;
+  void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) override;
 
  private:
   // A write or read barrier in flight, by request id.
@@ -146,10 +169,20 @@ class KvServer : public ApplyListener {
     absl::Time deadline;
   };
 
+  // Hands what peers send to the driver, which is created after the transport.
+  class PeerInbox;
+
   KvServer(const KvServerOptions& options, const common::Clock* clock);
   absl::Status Init();
   // Registers `done` under a new request id; false (and `done` not taken) once stopping.
   bool AddWaiter(uint64_t id, absl::Time deadline, WriteDone& done);
+  // Reads the member list, or makes it (and bootstraps the Raft log) for a new member.
+  absl::Status InitMembership(const std::string& member_dir);
+  // Builds the transport with every other member as a peer (none for a one-member cluster
+  // that listens for no peers) and returns the addresses to listen on for them.
+  absl::StatusOr<std::vector<std::string>> InitTransport();
+  // Proposes this member's attributes until they are applied (then ready_), or Stop().
+  void PublishLoop();
   // Completes the waiter for `id`, if any, with `result`.
   void Complete(uint64_t id, absl::StatusOr<ApplyResult> result);
   // Fails waiters whose deadline passed, until Stop().
@@ -167,12 +200,20 @@ class KvServer : public ApplyListener {
   const common::Clock* const clock_;
   uint64_t member_id_ = 0;
   uint64_t cluster_id_ = 0;
+  std::unique_ptr<Membership> membership_;
   std::unique_ptr<storage::RaftLogStore> raft_log_;
   std::unique_ptr<mvcc::MvccStore> mvcc_;
   Lessor lessor_;
   std::unique_ptr<Applier> applier_;
+  // Null for a one-member cluster that listens for no peers. The transport outlives the
+  // driver (which sends through it); the peer server stops before the driver does.
+  std::unique_ptr<PeerInbox> inbox_;
+  std::unique_ptr<PeerTransport> transport_;
   std::unique_ptr<RaftDriver> driver_;
+  std::unique_ptr<grpc::Server> peer_server_;
   EventSink event_sink_;
+  absl::Notification ready_;
+  std::thread publish_thread_;
 
   std::atomic<uint64_t> next_request_ = 1;
   absl::Mutex mu_;

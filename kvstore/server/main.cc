@@ -1,10 +1,20 @@
 // kvstore: one member of the replicated, etcd-compatible key-value store.
 //
 //   kvstore --name n1 --data-dir /var/lib/kv
-//           --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
+//           --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls
+//           http://127.0.0.1:2379
+//           --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls
+//           http://127.0.0.1:2380
+//           --initial-cluster n1=http://127.0.0.1:2380,n2=http://127.0.0.2:2380,n3=...
 //   (one command line)
 //
-// Flags follow etcd's names. SIGTERM or SIGINT stops the member cleanly.
+// Flags follow etcd's names. As etcd, the member serves clients once it has published its
+// name and client URLs through Raft (at once on a restart that changes neither), so a
+// member of a cluster without a quorum does not answer yet. SIGTERM or SIGINT stops the
+// member cleanly.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -12,10 +22,6 @@
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -38,22 +44,6 @@ absl::Notification* g_stop = nullptr;
 void OnSignal(int) {
   // Notify is async-signal-safe enough here: it only sets state and wakes waiters.
   if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
-}
-
-// "http://127.0.0.1:2379" -> "127.0.0.1:2379". Only plain http is served.
-absl::StatusOr<std::string> HostPort(const std::string& url) {
-  std::string rest = url;
-  for (const char* scheme : {"http://", "unix://"}) {
-    if (absl::StartsWith(rest, scheme)) rest = rest.substr(std::string(scheme).size());
-  }
-  if (absl::StartsWith(url, "https://")) {
-    return absl::InvalidArgumentError("TLS client URLs (" + url + ") are not supported");
-  }
-  if (rest.empty() || rest.find(':') == std::string::npos) {
-    return absl::InvalidArgumentError("URL \"" + url + "\" has no host:port");
-  }
-  if (!rest.empty() && rest.back() == '/') rest.pop_back();
-  return rest;
 }
 
 std::vector<std::string> SplitList(const std::string& s) {
@@ -167,6 +157,9 @@ int main(int argc, char** argv) {
   o.peer_urls = SplitList(advertise_peer);
   o.cluster_token = cluster_token;
   o.client_urls = SplitList(advertise_client);
+  o.initial_cluster = initial_cluster;
+  o.initial_cluster_state = cluster_state;
+  o.listen_peer_urls = SplitList(listen_peer);
   o.heartbeat = absl::Milliseconds(heartbeat_ms);
   o.election = absl::Milliseconds(election_ms);
   o.max_request_bytes = max_request_bytes;
@@ -174,7 +167,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> listen;
   for (const std::string& url : SplitList(listen_client)) {
-    absl::StatusOr<std::string> hp = HostPort(url);
+    absl::StatusOr<std::string> hp = kvstore::server::UrlHostPort(url);
     if (!hp.ok()) return Fail(std::string(hp.status().message()));
     listen.push_back(*hp);
   }
@@ -182,7 +175,7 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<kvstore::server::KvServer>> server =
       kvstore::server::KvServer::Open(o, common::RealClock::Get());
-  if (!server.ok()) return Fail(server.status().ToString());
+  if (!server.ok()) return Fail(std::string(server.status().message()));
   // Committed changes feed the watch hub. The hub must not outlive its feed: whichever way
   // main returns, the server stops (Stop is idempotent) before the hub is destroyed.
   kvstore::server::WatchHub watch_hub(&(*server)->store());
@@ -193,7 +186,21 @@ int main(int argc, char** argv) {
     kvstore::server::KvServer* server;
     ~StopServerBeforeHub() { server->Stop(); }
   } stop_server_before_hub{server->get()};
+  absl::Notification stop;
+  g_stop = &stop;
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
   (*server)->Start();
+  spdlog::info("kvstore {} (member {:x}, cluster {:x}) listening for peers on {}", name,
+               (*server)->member_id(), (*server)->cluster_id(), listen_peer);
+  // etcd's ReadyNotify: clients are served once this member's attributes are committed.
+  while (!(*server)->WaitReady(absl::Now() + absl::Milliseconds(100))) {
+    if (stop.HasBeenNotified()) {
+      spdlog::info("kvstore {} stopping before it was ready", name);
+      (*server)->Stop();
+      return 0;
+    }
+  }
 
   const absl::Duration request_timeout = absl::Seconds(5) + 2 * o.election;
   kvstore::server::KvService kv(server->get(), request_timeout);
@@ -221,12 +228,9 @@ int main(int argc, char** argv) {
   spdlog::info("kvstore {} (member {:x}, cluster {:x}) serving clients on {}", name,
                (*server)->member_id(), (*server)->cluster_id(), listen_client);
 
-  absl::Notification stop;
-  g_stop = &stop;
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
   stop.WaitForNotification();
   spdlog::info("kvstore {} stopping", name);
+  (*server)->HandOverLeadership();
   grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   (*server)->Stop();
   return 0;

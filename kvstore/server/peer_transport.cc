@@ -1,13 +1,33 @@
 #include "kvstore/server/peer_transport.h"
 
+#include <algorithm>
+#include <atomic>
 #include <deque>
 #include <thread>
 #include <utility>
 
+#include "absl/time/clock.h"
 #include "kvstore/server/peer_codec.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::server {
+
+namespace {
+
+std::shared_ptr<grpc::Channel> Dial(const std::string& address,
+                                    const PeerTransport::Options& options) {
+  grpc::ChannelArguments args;
+  const int max_backoff_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(options.max_reconnect_backoff));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(100, max_backoff_ms));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(100, max_backoff_ms));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
 
 // One peer: its queue, and the thread that streams the queue to it.
 class PeerTransport::Peer {
@@ -17,8 +37,7 @@ class PeerTransport::Peer {
         address_(address),
         options_(options),
         sink_(sink),
-        stub_(kvstore::raftpb::RaftPeer::NewStub(
-            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {
+        stub_(kvstore::raftpb::RaftPeer::NewStub(Dial(address, options))) {
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -29,6 +48,12 @@ class PeerTransport::Peer {
       if (ctx_ != nullptr) ctx_->TryCancel();  // unblocks a Write stuck on a dead peer
     }
     thread_.join();
+  }
+
+  // The last write succeeded, and no longer than `within` ago.
+  bool reachable(absl::Duration within) const {
+    const int64_t at = last_written_ns_.load(std::memory_order_relaxed);
+    return at != 0 && absl::GetCurrentTimeNanos() - at <= absl::ToInt64Nanoseconds(within);
   }
 
   void Enqueue(raft::Message m) {
@@ -85,6 +110,7 @@ class PeerTransport::Peer {
       out.set_cluster_id(options_.cluster_id);
       for (const raft::Message& m : batch) ToProto(m, out.add_messages());
       if (writer->Write(out)) {
+        last_written_ns_.store(absl::GetCurrentTimeNanos(), std::memory_order_relaxed);
         if (logged_down_) {
           spdlog::info("peer {:x} at {} reachable again", id_, address_);
           logged_down_ = false;
@@ -95,6 +121,7 @@ class PeerTransport::Peer {
         continue;
       }
       // The stream broke (peer down, restarting, or refusing us): start a new one later.
+      last_written_ns_.store(0, std::memory_order_relaxed);
       const grpc::Status st = writer->Finish();
       {
         absl::MutexLock l(&mu_);
@@ -125,6 +152,8 @@ class PeerTransport::Peer {
   MessageSink* const sink_;
   std::unique_ptr<kvstore::raftpb::RaftPeer::Stub> stub_;
   bool logged_down_ = false;  // sender thread only
+  // When a batch was last written to the peer (Unix ns); 0 once a write failed after it.
+  std::atomic<int64_t> last_written_ns_{0};
 
   absl::Mutex mu_;
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
@@ -162,6 +191,15 @@ void PeerTransport::Stop() {
     absl::MutexLock l(&mu_);
     all.swap(peers_);
   }
+}
+
+std::vector<uint64_t> PeerTransport::ReachablePeers(absl::Duration within) {
+  std::vector<uint64_t> ids;
+  absl::MutexLock l(&mu_);
+  for (const auto& [id, peer] : peers_) {
+    if (peer->reachable(within)) ids.push_back(id);
+  }
+  return ids;
 }
 
 void PeerTransport::Send(std::vector<raft::Message> messages) {

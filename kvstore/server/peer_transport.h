@@ -43,6 +43,9 @@ class PeerTransport : public Transport {
     size_t max_batch_bytes = 4 << 20;
     // Wait between attempts to reach a peer that is down.
     absl::Duration retry = absl::Milliseconds(100);
+    // The longest gRPC waits between attempts to reconnect to a peer (its own default is
+    // two minutes: a member that comes back would sit unheard that long).
+    absl::Duration max_reconnect_backoff = absl::Seconds(1);
   };
 
   PeerTransport(const Options& options, MessageSink* sink);
@@ -55,6 +58,9 @@ class PeerTransport : public Transport {
   void Stop();
 
   void Send(std::vector<raft::Message> messages) override;
+  // The peers that took a batch within the last `within` (and none failed since), by id.
+  // A leader writes to every peer each heartbeat, so it knows which are up.
+  std::vector<uint64_t> ReachablePeers(absl::Duration within);
 
   grpc::Service* service() { return &service_; }
 

@@ -1,6 +1,6 @@
 // Two transports on loopback: messages arrive in order and intact, a peer that is down is
-// reported unreachable (and a snapshot to it as failed), and a member of another cluster
-// is refused.
+// reported unreachable (and a snapshot to it as failed, and it is not among the reachable
+// peers), and a member of another cluster is refused.
 #include "kvstore/server/peer_transport.h"
 
 #include <gtest/gtest.h>
@@ -89,6 +89,10 @@ TEST(PeerTransportTest, MessagesArriveInOrderAndIntact) {
     EXPECT_EQ(sink2.steps_[i].entries, App(i).entries);
   }
   EXPECT_TRUE(sink1.unreachable_.empty());
+  EXPECT_EQ(m1.transport.ReachablePeers(absl::Minutes(1)), std::vector<uint64_t>{2});
+  // Reachable means recently: a peer not written to for a while is not vouched for.
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_TRUE(m1.transport.ReachablePeers(absl::Milliseconds(10)).empty());
 }
 
 TEST(PeerTransportTest, PeerThatIsDownIsReportedAndSnapshotFails) {
@@ -112,6 +116,7 @@ TEST(PeerTransportTest, PeerThatIsDownIsReportedAndSnapshotFails) {
       [](const RecordingSink& s) { return !s.unreachable_.empty() && !s.snapshots_.empty(); }));
   EXPECT_EQ(sink1.unreachable_.front(), 2u);
   EXPECT_EQ(sink1.snapshots_.front(), (std::pair<uint64_t, bool>{2, false}));
+  EXPECT_TRUE(m1.transport.ReachablePeers(absl::Minutes(1)).empty());
 }
 
 TEST(PeerTransportTest, MemberOfAnotherClusterIsRefused) {

@@ -1,16 +1,11 @@
 #include "kvstore/server/restore.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <memory>
-#include <set>
 #include <system_error>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "kvstore/server/cluster_service.h"
 #include "kvstore/server/kv_server.h"
 #include "kvstore/server/snapshot_format.h"
 #include "kvstore/storage/mvcc_store.h"
@@ -19,65 +14,14 @@
 namespace kvstore::server {
 namespace fs = std::filesystem;
 
-absl::StatusOr<std::map<std::string, std::vector<std::string>>> ParseInitialCluster(
-    const std::string& initial_cluster) {
-  std::map<std::string, std::vector<std::string>> members;
-  for (absl::string_view item : absl::StrSplit(initial_cluster, ',', absl::SkipWhitespace())) {
-    const std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
-    if (kv.size() != 2 || kv[0].empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("failed to parse \"", initial_cluster,
-                                                     "\": \"", item, "\" is not name=url"));
-    }
-    if (absl::Status s = CheckMemberUrl(kv[1]); !s.ok()) return s;
-    members[kv[0]].push_back(kv[1]);
-  }
-  if (members.empty()) {
-    return absl::InvalidArgumentError("initial cluster unset and no discovery URL found");
-  }
-  return members;
-}
-
-namespace {
-
-// etcd's ServerConfig.VerifyBootstrap, for a restore.
-absl::Status VerifyCluster(const RestoreOptions& o,
-                           const std::map<std::string, std::vector<std::string>>& members) {
-  auto self = members.find(o.name);
-  if (self == members.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("couldn't find local name \"", o.name,
-                                                   "\" in the initial cluster configuration"));
-  }
-  std::set<std::string> seen;
-  for (const auto& [name, urls] : members) {
-    for (const std::string& u : urls) {
-      if (!seen.insert(u).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("initial cluster ", o.initial_cluster, " has duplicate url"));
-      }
-    }
-  }
-  if (absl::Status s = CheckMemberUrls(o.advertise_peer_urls); !s.ok()) return s;
-  std::vector<std::string> want = self->second;
-  std::vector<std::string> have = o.advertise_peer_urls;
-  std::sort(want.begin(), want.end());
-  std::sort(have.begin(), have.end());
-  if (want != have) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--initial-cluster has ", o.name, "=", absl::StrJoin(self->second, ","),
-                     " but missing from --initial-advertise-peer-urls=", absl::StrJoin(have, ","),
-                     " (resolved urls: \"", absl::StrJoin(have, ","), "\" != \"",
-                     absl::StrJoin(want, ","), "\")"));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::StatusOr<RestoreResult> RestoreMember(const RestoreOptions& o) {
-  absl::StatusOr<std::map<std::string, std::vector<std::string>>> members =
-      ParseInitialCluster(o.initial_cluster);
-  if (!members.ok()) return members.status();
-  if (absl::Status s = VerifyCluster(o, *members); !s.ok()) return s;
+  absl::StatusOr<InitialCluster> cluster = ResolveInitialCluster(BootstrapFlags{
+      .name = o.name,
+      .initial_cluster = o.initial_cluster,
+      .advertise_peer_urls = o.advertise_peer_urls,
+      .cluster_token = o.cluster_token,
+  });
+  if (!cluster.ok()) return cluster.status();
   if (o.bump_revision < 1) {
     return absl::InvalidArgumentError("--bump-revision must be at least 1");
   }
@@ -136,13 +80,15 @@ absl::StatusOr<RestoreResult> RestoreMember(const RestoreOptions& o) {
     result.leases = leases->size();
   }
 
+  result.member_id = cluster->member_id;
+  result.cluster_id = cluster->cluster_id;
   std::vector<uint64_t> voters;
-  for (const auto& [name, urls] : *members) {
-    const uint64_t id = ComputeMemberId(urls, o.cluster_token);
-    voters.push_back(id);
-    if (name == o.name) result.member_id = id;
+  for (const MemberInfo& m : cluster->members) voters.push_back(m.id);
+  if (absl::StatusOr<std::unique_ptr<Membership>> written =
+          Membership::Create(member.string(), *cluster);
+      !written.ok()) {
+    return written.status();
   }
-  result.cluster_id = ComputeClusterId(voters);
   absl::StatusOr<std::unique_ptr<storage::RaftLogStore>> log =
       storage::RaftLogStore::Open((member / "raft").string());
   if (!log.ok()) return log.status();

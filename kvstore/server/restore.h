@@ -23,7 +23,8 @@
 //      its owner has a whole TTL to resume keep-alives before its keys go.
 //   5. The store's applied index is reset to 1 and a fresh Raft log is bootstrapped for the
 //      new cluster (every member of --initial-cluster a voter, ids computed as etcd does from
-//      the peer URLs and --initial-cluster-token), so the member starts at Raft index 1.
+//      the peer URLs and --initial-cluster-token), so the member starts at Raft index 1; the
+//      member list is written beside it (membership.h), as for any new member.
 //
 // Nothing is left behind on failure: the data directory is removed again.
 //
@@ -37,6 +38,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kvstore/server/membership.h"
 
 namespace kvstore::server {
 
@@ -63,11 +65,6 @@ struct RestoreResult {
   int64_t revision = 0;           // the restored store's revision (= its compacted revision)
   size_t leases = 0;
 };
-
-// etcd's --initial-cluster: "name=url,name=url,..."; a name may repeat to give a member
-// several URLs. Each URL must pass CheckMemberUrl.
-absl::StatusOr<std::map<std::string, std::vector<std::string>>> ParseInitialCluster(
-    const std::string& initial_cluster);
 
 absl::StatusOr<RestoreResult> RestoreMember(const RestoreOptions& options);
 

@@ -69,7 +69,7 @@ class ServiceEnv {
   };
 
   // Opens the member (options.data_dir, or a fresh temp dir if empty) and serves it once
-  // it leads. Check ok() before use.
+  // it leads and is ready. Check ok() before use.
   explicit ServiceEnv(const common::Clock* clock = common::RealClock::Get(),
                       KvServerOptions options = FastOptions("")) {
     if (options.data_dir.empty()) options.data_dir = temp_.path() + "/member";
@@ -92,6 +92,8 @@ class ServiceEnv {
            absl::Now() < give_up) {
       absl::SleepFor(absl::Milliseconds(5));
     }
+    // As main does: clients are served once the member published its attributes.
+    server_->WaitReady(give_up);
     kv_ = std::make_unique<KvService>(server_.get(), absl::Seconds(5));
     lease_ = std::make_unique<LeaseService>(server_.get(), absl::Seconds(5));
     maintenance_ = std::make_unique<MaintenanceService>(server_.get(), absl::Seconds(5));

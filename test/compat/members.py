@@ -1,8 +1,12 @@
-"""Members for the compatibility tests: one kvstore or one real etcd 3.4, started on
-free 127.0.0.1 ports with a data directory of its own, and always cleaned up.
+"""Members for the compatibility and cluster tests: one kvstore or one real etcd 3.4, or
+a cluster of them, started on free 127.0.0.1 ports with a data directory each, and always
+cleaned up.
 
     with members.Member.kvstore(args.kvstore) as ours, members.Member.etcd(args.etcd) as ref:
         ours.endpoint  # "127.0.0.1:PORT"
+
+    with members.Cluster("kvstore", args.kvstore, size=3).start() as c:
+        c.members[0].endpoint; c.leader(); c.members[1].kill(); c.members[1].restart()
 
 A member's process is started in a session of its own, with the kernel asked to
 SIGKILL it when the thread that started it ends (so that a ctest timeout leaks no
@@ -20,6 +24,7 @@ protos; what follows goes to unittest.
 """
 
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -70,7 +75,8 @@ class Member:
     context manager whose exit stops the process and removes its directory."""
 
     def __init__(self, kind, binary, name="default", max_request_bytes=None,
-                 max_txn_ops=None, heartbeat_ms=25, election_ms=250, extra_flags=()):
+                 max_txn_ops=None, heartbeat_ms=25, election_ms=250, extra_flags=(),
+                 dir_prefix=None):
         if not binary or not os.path.isfile(binary) or not os.access(binary, os.X_OK):
             raise MemberError(
                 f"{kind} binary {binary!r} is missing: build it, or run deploy/install-deps.sh")
@@ -82,12 +88,15 @@ class Member:
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.extra_flags = list(extra_flags)
-        self.dir = tempfile.mkdtemp(prefix=f"compat-{kind}-")
+        self.dir = tempfile.mkdtemp(prefix=dir_prefix or f"compat-{kind}-")
         self.data_dir = os.path.join(self.dir, "data")
         self.log_path = os.path.join(self.dir, "member.log")
         self.proc = None
         self.client_port = None
         self.peer_port = None
+        # Set by Cluster: every member's name=peer-url, and the cluster token.
+        self.initial_cluster = None
+        self.cluster_token = None
         self._log = None
 
     @classmethod
@@ -123,7 +132,7 @@ class Member:
             "--advertise-client-urls", self.client_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", f"{self.name}={self.peer_url}",
+            "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
             "--heartbeat-interval", str(self.heartbeat_ms),
             "--election-timeout", str(self.election_ms),
         ]
@@ -131,6 +140,8 @@ class Member:
             cmd += ["--max-request-bytes", str(self.max_request_bytes)]
         if self.max_txn_ops is not None:
             cmd += ["--max-txn-ops", str(self.max_txn_ops)]
+        if self.cluster_token is not None:
+            cmd += ["--initial-cluster-token", self.cluster_token]
         if self.kind == "etcd":
             cmd += ["--logger", "zap", "--log-outputs", "stderr"]
         return cmd + self.extra_flags
@@ -147,6 +158,13 @@ class Member:
             die_with_parent(self._command()), stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True)
         return self
+
+    def wait_exit(self, timeout):
+        """Waits up to timeout for the process to exit; returns its exit code or None."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def start(self, timeout=30.0, keep_ports=False):
         """Starts the process and waits until it answers a linearizable Range. Retries on
@@ -241,6 +259,85 @@ class Member:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def member_id(peer_urls, token):
+    """etcd's member id: SHA-1 of the sorted peer URLs joined, then the token; first 8
+    bytes, big-endian."""
+    digest = hashlib.sha1(("".join(sorted(peer_urls)) + token).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def cluster_id(member_ids):
+    """etcd's cluster id: SHA-1 of the sorted member ids (8 bytes each, big-endian)."""
+    data = b"".join(i.to_bytes(8, "big") for i in sorted(member_ids))
+    return int.from_bytes(hashlib.sha1(data).digest()[:8], "big")
+
+
+class Cluster:
+    """`size` members of one new cluster (kind "kvstore" or "etcd"), named n1..nN, on free
+    127.0.0.1 ports. start() starts them all and waits until each answers a linearizable
+    Range; the members stay Member objects (kill, stop, restart each by pid). A context
+    manager: exit stops every member and removes its directory."""
+
+    def __init__(self, kind, binary, size=3, token="cluster-test", heartbeat_ms=50,
+                 election_ms=500, extra_flags=()):
+        self.kind = kind
+        self.token = token
+        self.members = [
+            Member(kind, binary, name=f"n{i + 1}", heartbeat_ms=heartbeat_ms,
+                   election_ms=election_ms, extra_flags=extra_flags,
+                   dir_prefix=f"cluster-{kind}-n{i + 1}-")
+            for i in range(size)]
+
+    def _assign_ports(self):
+        ports = free_ports(2 * len(self.members))
+        for i, m in enumerate(self.members):
+            m.client_port, m.peer_port = ports[2 * i], ports[2 * i + 1]
+            m.cluster_token = self.token
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for m in self.members:
+            m.initial_cluster = initial
+
+    def start(self, timeout=30.0):
+        """Starts every member and waits until each is healthy. The ports are part of the
+        ids, so a start that fails (a port taken meanwhile) starts over on new ports with
+        empty data directories, up to three times."""
+        last = None
+        for _ in range(3):
+            self._assign_ports()
+            try:
+                for m in self.members:
+                    m.spawn(keep_ports=True)
+                for m in self.members:
+                    m.wait_healthy(timeout)
+                return self
+            except MemberError as e:
+                last = e
+                for m in self.members:
+                    m.kill()
+                    shutil.rmtree(m.data_dir, ignore_errors=True)
+        self.close()
+        raise last
+
+    @property
+    def endpoints(self):
+        return [m.endpoint for m in self.members]
+
+    def ids(self):
+        """Each member's etcd id, computed from its peer URL and the token."""
+        return {m.name: member_id([m.peer_url], self.token) for m in self.members}
+
+    def close(self):
+        for m in self.members:
+            m.close()
 
     def __enter__(self):
         return self

@@ -1,0 +1,190 @@
+"""A three-member cluster on loopback: replication, reads from every member, the member
+list, failover after a SIGKILL of the leader, catch-up of the member that comes back, and
+the leader handing over on SIGTERM.
+
+    /usr/bin/python3 test/cluster/cluster_basic_test.py --kvstore build/bin/kvstore \\
+        --stubs build/test/compat/pb
+
+Members are started by test/compat/members.py (free ports, a directory each, killed by
+pid). COMPAT_SELF_CHECK=1 runs the same test against a real etcd 3.4 cluster.
+"""
+
+import os
+import sys
+import time
+import unittest
+
+import grpc
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compat"))
+import members  # noqa: E402
+
+ARGS = None
+rpc_pb2 = rpc_pb2_grpc = None
+
+# The whole test stays within this, well inside ctest's timeout.
+BUDGET_S = 60
+# A leader must be back this soon after the old one was killed (election timeout 500 ms).
+FAILOVER_S = 5
+
+
+class Client:
+    """Stubs for one member over a channel of its own."""
+
+    def __init__(self, member):
+        self.member = member
+        self.channel = grpc.insecure_channel(member.endpoint)
+        self.kv = rpc_pb2_grpc.KVStub(self.channel)
+        self.cluster = rpc_pb2_grpc.ClusterStub(self.channel)
+        self.maintenance = rpc_pb2_grpc.MaintenanceStub(self.channel)
+
+    def close(self):
+        self.channel.close()
+
+
+def retry(what, fn, timeout, interval=0.05):
+    """fn() until it returns something other than None without an RPC error, or fail
+    after timeout seconds with the last error."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            out = fn()
+            if out is not None:
+                return out
+        except grpc.RpcError as e:
+            last = f"{e.code()}: {e.details()}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s (last error: {last})")
+        time.sleep(interval)
+
+
+class ClusterBasicTest(unittest.TestCase):
+    def setUp(self):
+        self.started = time.monotonic()
+        kind, binary = ("etcd", ARGS.etcd) if os.environ.get("COMPAT_SELF_CHECK") \
+            else ("kvstore", ARGS.kvstore)
+        self.cluster = members.Cluster(kind, binary, size=3).start()
+        self.clients = {m.name: Client(m) for m in self.cluster.members}
+
+    def tearDown(self):
+        for c in self.clients.values():
+            c.close()
+        self.cluster.close()
+
+    def remaining(self):
+        return max(1.0, BUDGET_S - (time.monotonic() - self.started))
+
+    def wait_leader(self, names, timeout):
+        """The name of the member that every one of `names` reports as leader."""
+        ids = self.cluster.ids()
+        by_id = {v: k for k, v in ids.items()}
+
+        def agreed():
+            leaders = {self.clients[n].maintenance.Status(
+                rpc_pb2.StatusRequest(), timeout=1).leader for n in names}
+            if len(leaders) == 1 and 0 not in leaders:
+                leader = by_id.get(leaders.pop())
+                return leader if leader in names else None
+            return None
+
+        return retry(f"one leader among {names}", agreed, timeout)
+
+    def put(self, name, key, value, timeout=5):
+        return retry(f"put {key} through {name}", lambda: self.clients[name].kv.Put(
+            rpc_pb2.PutRequest(key=key, value=value), timeout=2), timeout)
+
+    def get(self, name, key, serializable):
+        r = self.clients[name].kv.Range(
+            rpc_pb2.RangeRequest(key=key, serializable=serializable), timeout=2)
+        return r.kvs[0].value if r.kvs else None
+
+    def test_replicates_fails_over_and_catches_up(self):
+        names = [m.name for m in self.cluster.members]
+        leader = self.wait_leader(names, 10)
+        followers = [n for n in names if n != leader]
+
+        # A write through a follower (forwarded to the leader) reads back linearizably
+        # from every other member.
+        self.put(followers[0], b"k1", b"v1")
+        for n in names:
+            if n != followers[0]:
+                self.assertEqual(self.get(n, b"k1", serializable=False), b"v1", n)
+
+        # The member list: everyone, with etcd's ids, names, peer and client URLs (client
+        # URLs arrive once each member's published attributes are applied everywhere).
+        ids = self.cluster.ids()
+        want = sorted((ids[m.name], m.name, (m.peer_url,), (m.client_url,), False)
+                      for m in self.cluster.members)
+        want_cluster = members.cluster_id(list(ids.values()))
+        for n in names:
+            def listed():
+                r = self.clients[n].cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=2)
+                got = sorted((m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs),
+                              m.isLearner) for m in r.members)
+                return r if got == want else None
+            r = retry(f"member list of {n}", listed, 10)
+            self.assertEqual(r.header.cluster_id, want_cluster, n)
+            self.assertEqual(r.header.member_id, ids[n], n)
+
+        # SIGKILL the leader: the survivors elect another within a few seconds, and
+        # writes go on through either of them.
+        victim = self.cluster.members[names.index(leader)]
+        victim.kill()
+        killed_at = time.monotonic()
+        new_leader = self.wait_leader(followers, FAILOVER_S)
+        failover = time.monotonic() - killed_at
+        self.assertNotEqual(new_leader, leader)
+        sys.stderr.write(f"leader {leader} killed; {new_leader} leads after {failover:.2f}s\n")
+        last = None
+        for i in range(20):
+            last = self.put(followers[i % 2], f"after/{i}".encode(), f"v{i}".encode())
+        revision = last.header.revision
+        for n in followers:
+            self.assertEqual(self.get(n, b"after/19", serializable=False), b"v19", n)
+
+        # The killed member comes back on its data dir and catches up: a serializable
+        # read (its own store, no leader involved) finds what was written without it.
+        victim.restart(timeout=self.remaining())
+        retry(f"{leader} catching up", lambda: self.get(leader, b"after/19", serializable=True),
+              min(10, self.remaining()))
+        for i in range(20):
+            self.assertEqual(self.get(leader, f"after/{i}".encode(), serializable=True),
+                             f"v{i}".encode())
+
+        # Every member holds the same history up to that revision.
+        hashes = {}
+        for n in names:
+            def at_revision():
+                r = self.clients[n].kv.Range(
+                    rpc_pb2.RangeRequest(key=b"k1", serializable=True), timeout=2)
+                return True if r.header.revision >= revision else None
+            retry(f"{n} at revision {revision}", at_revision, min(10, self.remaining()))
+            h = self.clients[n].maintenance.HashKV(
+                rpc_pb2.HashKVRequest(revision=revision), timeout=5)
+            hashes[n] = (h.hash, h.compact_revision)
+        self.assertEqual(len(set(hashes.values())), 1, hashes)
+
+        # SIGTERM of the leader hands leadership to another member before it exits (etcd's
+        # graceful shutdown), and the others go on with the new leader.
+        leader = self.wait_leader(names, min(10, self.remaining()))
+        stopped = self.cluster.members[names.index(leader)]
+        stopped.stop()
+        if self.cluster.kind == "kvstore":
+            self.assertIn("handed leadership to", stopped.log_tail(400))
+        rest = [n for n in names if n != leader]
+        self.assertNotEqual(self.wait_leader(rest, FAILOVER_S), leader)
+        self.put(rest[0], b"after-stop", b"ok")
+        self.assertLess(time.monotonic() - self.started, BUDGET_S + 10)
+
+
+def main():
+    global ARGS, rpc_pb2, rpc_pb2_grpc
+    ARGS = members.parse_args(__doc__)
+    _, rpc_pb2, rpc_pb2_grpc = members.import_stubs(ARGS.stubs)
+    unittest.main(verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
