@@ -55,7 +55,7 @@ void Applier::Apply(const raft::Entry& e) {
         },
         result.response);
   }
-  listener_->OnApplied(r.id(), std::move(result));
+  listener_->OnApplied(r.proposer(), r.id(), std::move(result));
 }
 
 void Applier::CommitIndexOnly(uint64_t index) {

@@ -41,7 +41,7 @@ class ApplyListener {
  public:
   virtual ~ApplyListener() = default;
   // A request was applied (request_id as chosen by its proposer).
-  virtual void OnApplied(uint64_t request_id, ApplyResult result) = 0;
+  virtual void OnApplied(uint64_t proposer, uint64_t request_id, ApplyResult result) = 0;
   // A write transaction committed these changes at `revision`, in order.
   virtual void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) = 0;
   // A compaction was marked: the history below it is to be deleted (MvccStore::RunCompaction),

@@ -78,6 +78,7 @@ absl::Status KvServer::Init() {
   d.id = member_id_;
   d.tick = options_.heartbeat;
   d.election_ticks = std::max<int>(2, static_cast<int>(options_.election / options_.heartbeat));
+  d.metrics = &metrics_;
   d.seed = member_id_ ^ static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
   absl::StatusOr<std::vector<std::string>> peer_listen = InitTransport();
   if (!peer_listen.ok()) return peer_listen.status();
@@ -333,15 +334,16 @@ bool KvServer::AddWaiter(uint64_t id, absl::Time deadline, WriteDone& done) {
   if (stopping_) return false;
   waiters_.emplace(id, Waiter{std::move(done), deadline});
   deadlines_.emplace(deadline, id);
+  metrics_.proposals_pending->Set(static_cast<double>(waiters_.size()));
   return true;
 }
 
 void KvServer::WriteAsync(kvstore::internal::InternalRaftRequest request, absl::Time deadline,
                           WriteDone done) {
   if (absl::Status s = CheckAlarms(request); !s.ok()) return done(s);
-  // The member id's low bits keep ids of different proposers apart.
-  const uint64_t id = (member_id_ << 40) ^ next_request_.fetch_add(1);
+  const uint64_t id = next_request_.fetch_add(1);
   request.set_id(id);
+  request.set_proposer(member_id_);
   if (!AddWaiter(id, deadline, done)) return done(StoppedError());
   driver_->Propose(request.SerializeAsString(), [this, id](absl::Status s) { Complete(id, s); });
 }
@@ -359,7 +361,7 @@ absl::StatusOr<ApplyResult> KvServer::Write(kvstore::internal::InternalRaftReque
 }
 
 void KvServer::ReadBarrierAsync(absl::Time deadline, ReadDone done) {
-  const uint64_t id = (member_id_ << 40) ^ next_request_.fetch_add(1);
+  const uint64_t id = next_request_.fetch_add(1);
   WriteDone unwrap = [done = std::move(done)](absl::StatusOr<ApplyResult> r) mutable {
     done(r.ok() ? r->status : r.status());
   };
@@ -396,7 +398,9 @@ void KvServer::DeadlineLoop() {
         waiters_.erase(it);
         deadlines_.erase(deadlines_.begin());
       }
+      metrics_.proposals_pending->Set(static_cast<double>(waiters_.size()));
     }
+    metrics_.proposals_failed->Add(expired.size());
     for (WriteDone& d : expired) d(TimeoutError());
   }
 }
@@ -511,8 +515,8 @@ std::vector<etcdserverpb::AlarmMember> KvServer::ActiveAlarms() const {
   return out;
 }
 
-void KvServer::OnApplied(uint64_t request_id, ApplyResult result) {
-  Complete(request_id, std::move(result));
+void KvServer::OnApplied(uint64_t proposer, uint64_t request_id, ApplyResult result) {
+  if (proposer == member_id_) Complete(request_id, std::move(result));
 }
 
 void KvServer::OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) {
@@ -541,7 +545,9 @@ void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {
     done = std::move(it->second.done);
     deadlines_.erase({it->second.deadline, id});
     waiters_.erase(it);
+    metrics_.proposals_pending->Set(static_cast<double>(waiters_.size()));
   }
+  if (!result.ok()) metrics_.proposals_failed->Add();
   // Answering a client (serializing, writing to its stream) is not the applying thread's
   // work: a reply thread does it.
   absl::AnyInvocable<void()> reply = [done = std::move(done), r = std::move(result)]() mutable {
@@ -557,6 +563,16 @@ void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {
   reply();  // the reply threads are gone
 }
 
+absl::Status KvServer::Health() const {
+  if (driver_->Status().leader == raft::kNone) return NoLeaderError();
+  const std::vector<etcdserverpb::AlarmMember> alarms = ActiveAlarms();
+  if (!alarms.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("alarm ", etcdserverpb::AlarmType_Name(alarms.front().alarm()), " is active"));
+  }
+  return absl::OkStatus();
+}
+
 void KvServer::LeaseLoop() {
   const absl::Duration period = std::min(options_.heartbeat * 5, absl::Milliseconds(500));
   for (;;) {
@@ -564,6 +580,7 @@ void KvServer::LeaseLoop() {
       absl::MutexLock l(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
     }
+    db_size_->Set(static_cast<double>(mvcc_->ApproximateSizeBytes()));
     const bool leader = driver_->Status().role == raft::Role::kLeader;
     if (leader && !lessor_.is_primary()) {
       lessor_.Promote();

@@ -47,6 +47,7 @@
 #include "kvstore/server/membership.h"
 #include "kvstore/server/peer_transport.h"
 #include "kvstore/server/raft_driver.h"
+#include "kvstore/server/server_metrics.h"
 #include "kvstore/storage/mvcc_store.h"
 #include "kvstore/storage/raft_log_store.h"
 
@@ -133,6 +134,10 @@ class KvServer : public ApplyListener {
   void FillHeader(etcdserverpb::ResponseHeader* h) const;
 
   mvcc::MvccStore& store() { return *mvcc_; }
+  // The member's metrics, for /metrics.
+  const common::Registry& registry() const { return registry_; }
+  // etcd's /health: OK while a leader is known and no alarm is active.
+  absl::Status Health() const;
   Lessor& lessor() { return lessor_; }
   RaftDriver& driver() { return *driver_; }
   uint64_t member_id() const { return member_id_; }
@@ -157,7 +162,7 @@ class KvServer : public ApplyListener {
   void AfterCompaction(absl::AnyInvocable<void(absl::Status)> done);
 
   // ApplyListener, on the driver thread.
-  void OnApplied(uint64_t request_id, ApplyResult result) override;
+  void OnApplied(uint64_t proposer, uint64_t request_id, ApplyResult result) override;
   void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override;
   void OnCompactionScheduled() override;
   void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) override;
@@ -197,6 +202,10 @@ class KvServer : public ApplyListener {
   void LeaseLoop();
 
   const KvServerOptions options_;
+  common::Registry registry_;
+  ServerMetrics metrics_{&registry_};
+  common::Gauge* const db_size_ = registry_.AddGauge(
+      "etcd_mvcc_db_total_size_in_bytes", "Approximate bytes the key space takes on disk.");
   const common::Clock* const clock_;
   uint64_t member_id_ = 0;
   uint64_t cluster_id_ = 0;
@@ -215,7 +224,10 @@ class KvServer : public ApplyListener {
   absl::Notification ready_;
   std::thread publish_thread_;
 
-  std::atomic<uint64_t> next_request_ = 1;
+  // Request ids start at the start time in milliseconds, shifted: entries a previous run
+  // proposed, applied again after a restart, never match a new request's id.
+  std::atomic<uint64_t> next_request_{static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()))
+                                      << 16};
   absl::Mutex mu_;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   // (deadline, id) of every waiter.

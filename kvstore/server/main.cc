@@ -27,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/flags.h"
+#include "common/http_endpoint.h"
 #include "kvstore/server/cluster_service.h"
 #include "kvstore/server/kv_server.h"
 #include "kvstore/server/kv_service.h"
@@ -116,7 +117,7 @@ int main(int argc, char** argv) {
   std::string name = "default", data_dir, listen_client = "http://localhost:2379";
   std::string advertise_client = "http://localhost:2379", listen_peer = "http://localhost:2380";
   std::string advertise_peer = "http://localhost:2380", initial_cluster, cluster_state = "new";
-  std::string cluster_token = "etcd-cluster", metrics_addr;
+  std::string cluster_token = "etcd-cluster", listen_metrics;
   int64_t heartbeat_ms = 100, election_ms = 1000, snapshot_count = 100000;
   int64_t max_request_bytes = 1536 * 1024, max_txn_ops = 128;
   common::FlagSet flags("kvstore");
@@ -134,7 +135,8 @@ int main(int argc, char** argv) {
   flags.Int("snapshot-count", &snapshot_count, "applied entries between snapshots");
   flags.Int("max-request-bytes", &max_request_bytes, "maximum client request size in bytes");
   flags.Int("max-txn-ops", &max_txn_ops, "maximum operations in one txn request");
-  flags.String("metrics-addr", &metrics_addr, "host:port for /metrics and /health over HTTP");
+  flags.String("listen-metrics-urls", &listen_metrics,
+               "URLs to serve /metrics and /health on over HTTP (none by default)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) {
       std::cout << flags.Usage();
@@ -191,6 +193,20 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   (*server)->Start();
+  // Metrics and health are served from the start, before the member is ready: that is
+  // when /health saying why not is most useful. Stopped before the server (declared after).
+  std::vector<std::unique_ptr<common::HttpEndpoint>> metrics_endpoints;
+  for (const std::string& url : SplitList(listen_metrics)) {
+    absl::StatusOr<std::string> hp = kvstore::server::UrlHostPort(url);
+    if (!hp.ok()) return Fail(std::string(hp.status().message()));
+    kvstore::server::KvServer* s = server->get();
+    auto endpoint = std::make_unique<common::HttpEndpoint>(&s->registry(),
+                                                           [s] { return s->Health(); });
+    if (absl::Status st = endpoint->Start(*hp); !st.ok()) {
+      return Fail(absl::StrCat("--listen-metrics-urls: ", st.message()));
+    }
+    metrics_endpoints.push_back(std::move(endpoint));
+  }
   spdlog::info("kvstore {} (member {:x}, cluster {:x}) listening for peers on {}", name,
                (*server)->member_id(), (*server)->cluster_id(), listen_peer);
   // etcd's ReadyNotify: clients are served once this member's attributes are committed.
