@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# kv_bench.sh: our single kvstore member and one real etcd 3.4 member, side by side in one
-# run, under the same kvbench workloads; medians over several repetitions and the ratio
-# ours/etcd go to a markdown table, printed and written to docs/benchmarks-kv.md.
+# kv_bench.sh: our kvstore and a real etcd 3.4, one member each or a local cluster of each,
+# side by side in one run, under the same kvbench workloads; medians over several
+# repetitions and the ratio ours/etcd go to a markdown table, printed and written to
+# docs/benchmarks-kv.md (one member) or docs/benchmarks-cluster.md (a cluster).
 #
-#   test/bench/kv_bench.sh                   # 5 repetitions, 10 s per case
-#   KV_BENCH_QUICK=1 test/bench/kv_bench.sh  # 3 repetitions, 3 s per case
+#   test/bench/kv_bench.sh                                  # 5 repetitions, 10 s per case
+#   KV_BENCH_QUICK=1 test/bench/kv_bench.sh                 # 3 repetitions, 3 s per case
+#   KV_BENCH_MEMBERS=3 test/bench/kv_bench.sh               # 3-member clusters, + failover
 #
 # Environment:
+#   KV_BENCH_MEMBERS=N    members per cluster (default 1); clients spread over all of them,
+#                         and each repetition ends by timing a leader failover
+#                         (test/bench/failover.py: SIGKILL the leader, time to the first
+#                         successful write through a survivor)
 #   KV_BENCH_QUICK=1      quick mode (3 repetitions, 3 s per case)
 #   KV_BENCH_REPS=N       repetitions (default 5, quick 3)
 #   KV_BENCH_DURATION=D   measured time per case, kvbench syntax (default 10s, quick 3s)
@@ -35,9 +41,19 @@ else
   REPS=${KV_BENCH_REPS:-5}
   DURATION=${KV_BENCH_DURATION:-10s}
 fi
-OUT=${KV_BENCH_OUT:-$ROOT/docs/benchmarks-kv.md}
+MEMBERS=${KV_BENCH_MEMBERS:-1}
+if ((MEMBERS == 1)); then
+  OUT=${KV_BENCH_OUT:-$ROOT/docs/benchmarks-kv.md}
+else
+  OUT=${KV_BENCH_OUT:-$ROOT/docs/benchmarks-cluster.md}
+fi
+STUBS=$BUILD/test/compat/pb
 PYTHON=$(command -v python3)
 
+if ((MEMBERS > 1)) && [[ ! -f $STUBS/etcd/etcdserverpb/rpc_pb2_grpc.py ]]; then
+  echo "kv_bench: no Python stubs in $STUBS (cmake --build $BUILD builds them)" >&2
+  exit 2
+fi
 for bin in "$KVBENCH" "$KVSTORE" "$ETCD"; do
   if [[ ! -x $bin ]]; then
     echo "kv_bench: $bin not found; build first:" >&2
@@ -50,12 +66,11 @@ done
 WORK=$(mktemp -d "${KV_BENCH_TMP:-/tmp}/kv-bench.XXXXXX")
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
-SERVER_PID=""
+SERVER_PIDS=()
 
 cleanup() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   if [[ ${KV_BENCH_KEEP:-0} == 1 ]]; then
     echo "kv_bench: results and logs kept in $WORK" >&2
   else
@@ -88,52 +103,76 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# start_server ours|etcd DATA_DIR LOG -> sets SERVER_PID and ENDPOINT
+# start_server ours|etcd DATA_DIR LOG -> sets SERVER_PIDS, ENDPOINT (all members' client
+# addresses, comma-separated) and MEMBER_LIST (endpoint=pid,...)
 start_server() {
-  local which=$1 data=$2 log=$3 client peer
-  read -r client peer <<<"$(free_ports 2)"
-  ENDPOINT=127.0.0.1:$client
-  local urls=(--listen-client-urls "http://$ENDPOINT" --advertise-client-urls "http://$ENDPOINT"
-    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer")
-  if [[ $which == ours ]]; then
-    "$KVSTORE" --name bench --data-dir "$data" "${urls[@]}" >"$log" 2>&1 &
-  else
-    "$ETCD" --name bench --data-dir "$data" "${urls[@]}" \
-      --initial-cluster "bench=http://127.0.0.1:$peer" \
-      --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) >"$log" 2>&1 &
-  fi
-  SERVER_PID=$!
-  # Ready once a read succeeds, and still our process (not someone else's on that port).
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "kv_bench: $which exited at start-up; log $log:" >&2
-      tail -5 "$log" >&2
+  local which=$1 data=$2 log=$3 i ports initial="" eps=() peers=()
+  read -r -a ports <<<"$(free_ports $((2 * MEMBERS)))"
+  for ((i = 0; i < MEMBERS; i++)); do
+    eps+=("127.0.0.1:${ports[2 * i]}")
+    peers+=("http://127.0.0.1:${ports[2 * i + 1]}")
+    initial+="${initial:+,}m$((i + 1))=${peers[i]}"
+  done
+  ENDPOINT=$(IFS=,; echo "${eps[*]}")
+  SERVER_PIDS=()
+  MEMBER_LIST=""
+  for ((i = 0; i < MEMBERS; i++)); do
+    local flags=(--name "m$((i + 1))" --data-dir "$data/m$((i + 1))"
+      --listen-client-urls "http://${eps[i]}" --advertise-client-urls "http://${eps[i]}"
+      --listen-peer-urls "${peers[i]}" --initial-advertise-peer-urls "${peers[i]}"
+      --initial-cluster "$initial" --initial-cluster-token bench)
+    if [[ $which == ours ]]; then
+      "$KVSTORE" "${flags[@]}" >"$log.m$((i + 1))" 2>&1 &
+    else
+      "$ETCD" "${flags[@]}" --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) \
+        >"$log.m$((i + 1))" 2>&1 &
+    fi
+    SERVER_PIDS+=($!)
+    MEMBER_LIST+="${MEMBER_LIST:+,}${eps[i]}=$!"
+  done
+  # Ready once a read succeeds on every member, and still our processes (not someone
+  # else's on those ports).
+  for ((i = 0; i < MEMBERS; i++)); do
+    local ready=0
+    for _ in $(seq 1 150); do
+      if ! kill -0 "${SERVER_PIDS[i]}" 2>/dev/null; then
+        echo "kv_bench: $which member m$((i + 1)) exited at start-up; log $log.m$((i + 1)):" >&2
+        tail -5 "$log.m$((i + 1))" >&2
+        exit 1
+      fi
+      if "$KVBENCH" --endpoints "${eps[i]}" --workload get --total 1 --fill=false \
+        --connect-timeout 200ms --timeout 1s >/dev/null 2>&1; then
+        ready=1
+        break
+      fi
+      sleep 0.2
+    done
+    if ((!ready)); then
+      echo "kv_bench: $which member m$((i + 1)) did not become ready; log $log.m$((i + 1))" >&2
       exit 1
     fi
-    if "$KVBENCH" --endpoints "$ENDPOINT" --workload get-serializable --total 1 --fill=false \
-      --connect-timeout 200ms --timeout 1s >/dev/null 2>&1; then
-      kill -0 "$SERVER_PID" && return 0
-    fi
-    sleep 0.2
   done
-  echo "kv_bench: $which did not become ready; log $log" >&2
-  exit 1
 }
 
 stop_server() {
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.2
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    wait "$pid" 2>/dev/null || true
   done
-  if kill -0 "$SERVER_PID" 2>/dev/null; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
+  SERVER_PIDS=()
 }
 
-# CPU seconds the server process has used so far (user + system).
+# CPU seconds the server processes have used so far (user + system, all members).
 server_cpu() {
-  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$SERVER_PID/stat"
+  local pid files=()
+  for pid in "${SERVER_PIDS[@]}"; do files+=("/proc/$pid/stat"); done
+  awk -v hz="$(getconf CLK_TCK)" '{t += $14 + $15} END {printf "%.2f", t / hz}' "${files[@]}"
 }
 
 run_server() {
@@ -167,6 +206,13 @@ run_server() {
     printf '  rep %d %-5s %-17s %s\n' "$rep" "$which" "$name" \
       "$("$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["failed"] if "failed" in d else "%.0f req/s, p99 %.2f ms, %d errors" % (d["throughput"], (d.get("watch") or d)["latency_ms"]["p99"], d["errors"]))' "$out")" >&2
   done
+  if ((MEMBERS > 1)); then
+    out=$(/usr/bin/python3 "$ROOT/test/bench/failover.py" --stubs "$STUBS" \
+      --members "$MEMBER_LIST" 2>>"$WORK/kvbench.err") || out='{"failed": "failover.py failed"}'
+    "$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], rep=int(sys.argv[3]), case="failover"); print(json.dumps(d))' \
+      "$out" "$which" "$rep" >>"$RESULTS"
+    printf '  rep %d %-5s %-17s %s\n' "$rep" "$which" failover "$out" >&2
+  fi
   stop_server
   rm -rf "$data"
 }
@@ -272,6 +318,20 @@ for c in cases:
     out.append("| %s | %s | %s | %s |" % (c, cell(m["ours"], "%.0f"), cell(m["etcd"], "%.0f"),
                                           ratio(m["ours"], m["etcd"])))
 out.append("")
+fo = {s: [r["failover_ms"] for r in rows
+          if r["server"] == s and r["case"] == "failover" and "failed" not in r]
+      for s in ("ours", "etcd")}
+if fo["ours"] or fo["etcd"]:
+    out.append("Leader failover (SIGKILL the leader, time until the first write through a "
+               "survivor succeeds), milliseconds (lower is better):")
+    out.append("")
+    out.append("| | ours | etcd | ours/etcd | ours runs | etcd runs |")
+    out.append("|---|---:|---:|---:|---|---|")
+    m = {s: med(fo[s]) for s in ("ours", "etcd")}
+    out.append("| failover | %s | %s | %s | %s | %s |" % (
+        cell(m["ours"], "%.0f"), cell(m["etcd"], "%.0f"), ratio(m["ours"], m["etcd"]),
+        ", ".join("%.0f" % v for v in fo["ours"]), ", ".join("%.0f" % v for v in fo["etcd"])))
+    out.append("")
 notes = []
 for c in cases:
     for s in ("ours", "etcd"):
@@ -315,6 +375,8 @@ EOF
 )
 
 QUICK_NOTE="" QUICK_ENV="" ROTA_NOTE=""
+if ((MEMBERS == 1)); then SHAPE="one member each"; else SHAPE="a $MEMBERS-member cluster each"; fi
+if ((MEMBERS > 1)); then QUICK_ENV="KV_BENCH_MEMBERS=$MEMBERS "; fi
 if [[ $QUICK == 1 ]]; then QUICK_NOTE=" (quick mode)" QUICK_ENV="KV_BENCH_QUICK=1 "; fi
 if [[ -n ${KV_BENCH_REPS:-} ]]; then QUICK_ENV="${QUICK_ENV}KV_BENCH_REPS=$REPS "; fi
 if [[ -n ${KV_BENCH_DURATION:-} ]]; then QUICK_ENV="${QUICK_ENV}KV_BENCH_DURATION=$DURATION "; fi
@@ -329,11 +391,13 @@ CASE_LINES=$(for entry in "${CASES[@]}"; do
 done)
 
 DOC=$(cat <<EOF
-# kvstore vs etcd 3.4: one member each (kvbench)
+# kvstore vs etcd 3.4: $SHAPE (kvbench)
 
 Measured $STARTED on commit $COMMIT, against etcd $ETCD_VERSION (Debian's etcd-server).
 $REPS repetitions of $DURATION per case$QUICK_NOTE; each
 repetition starts both servers afresh, one after the other, odd repetitions ours first.
+Clients spread their connections over every member (each connection goes to one member;
+followers forward writes and linearizable reads' ReadIndex to the leader).
 Throughput: successful operations per second, medians over the repetitions; ours/etcd above 1
 means ours is faster. Latencies: ours/etcd below 1 means ours is faster.
 
@@ -364,15 +428,14 @@ separate kvbench run first).
     cmake --build build --target kvbench kvstore
     ${QUICK_ENV}test/bench/kv_bench.sh
 
-The script starts each server like this (ports picked free at run time):
+The script starts each member i of each server like this (ports picked free at run time;
+one member unless KV_BENCH_MEMBERS says more):
 
-    build/bin/kvstore --name bench --data-dir DIR --listen-client-urls http://127.0.0.1:C \\
+    build/bin/kvstore --name mI --data-dir DIR --listen-client-urls http://127.0.0.1:C \\
       --advertise-client-urls http://127.0.0.1:C --listen-peer-urls http://127.0.0.1:P \\
-      --initial-advertise-peer-urls http://127.0.0.1:P
-    etcd --name bench --data-dir DIR --listen-client-urls http://127.0.0.1:C \\
-      --advertise-client-urls http://127.0.0.1:C --listen-peer-urls http://127.0.0.1:P \\
-      --initial-advertise-peer-urls http://127.0.0.1:P --initial-cluster bench=http://127.0.0.1:P \\
-      --quota-backend-bytes 8589934592
+      --initial-advertise-peer-urls http://127.0.0.1:P --initial-cluster m1=...,m2=... \\
+      --initial-cluster-token bench
+    etcd (the same flags) --quota-backend-bytes 8589934592
 
 and runs, against each:
 
