@@ -37,19 +37,42 @@ int64_t LeaseIdGenerator::Next() {
 }
 
 LeaseService::LeaseService(KvServer* server, absl::Duration request_timeout)
-    : server_(server), request_timeout_(request_timeout), ids_(server->member_id(), absl::Now()) {}
+    : server_(server),
+      request_timeout_(request_timeout),
+      ids_(server->member_id(), absl::Now()),
+      leader_(&server->membership()) {}
 
-absl::Status LeaseService::WaitPrimary(const grpc::ServerContext* ctx, absl::Time deadline) const {
+absl::StatusOr<uint64_t> LeaseService::FindLessor(const grpc::ServerContext* ctx,
+                                                  absl::Time deadline) const {
   while (!server_->lessor().is_primary()) {
     const DriverStatus st = server_->driver().Status();
-    if (st.leader != raft::kNone && st.leader != server_->member_id()) return NotLeaderError();
+    if (st.leader != raft::kNone && st.leader != server_->member_id()) return st.leader;
     if (ctx->IsCancelled()) return absl::CancelledError("context canceled");
     if (absl::Now() >= deadline) {
       return st.leader == raft::kNone ? NoLeaderError() : TimeoutError();
     }
     absl::SleepFor(kPrimaryPoll);
   }
-  return absl::OkStatus();
+  return 0;
+}
+
+absl::StatusOr<int64_t> LeaseService::ForwardKeepAlive(
+    uint64_t leader, const etcdserverpb::LeaseKeepAliveRequest& req, absl::Time deadline) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = leader_.ChannelTo(leader);
+  if (!channel.ok()) return channel.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  std::unique_ptr<etcdserverpb::Lease::Stub> stub = etcdserverpb::Lease::NewStub(*channel);
+  auto stream = stub->LeaseKeepAlive(&ctx);
+  etcdserverpb::LeaseKeepAliveResponse resp;
+  const bool answered = stream->Write(req) && stream->Read(&resp);
+  stream->WritesDone();
+  const grpc::Status s = stream->Finish();
+  if (!answered) {
+    return s.ok() ? absl::UnavailableError("etcdserver: leader closed the keep-alive stream")
+                  : absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  }
+  return resp.ttl();
 }
 
 grpc::Status LeaseService::LeaseGrant(grpc::ServerContext* ctx,
@@ -88,8 +111,10 @@ grpc::Status LeaseService::LeaseKeepAlive(
     // past a revocation the renewal did not see.
     server_->FillHeader(resp.mutable_header());
     const absl::Time deadline = RequestDeadline(ctx, request_timeout_);
-    if (absl::Status s = WaitPrimary(ctx, deadline); !s.ok()) return ToGrpcStatus(s);
-    absl::StatusOr<int64_t> ttl = server_->lessor().Renew(req.id());
+    absl::StatusOr<uint64_t> lessor = FindLessor(ctx, deadline);
+    if (!lessor.ok()) return ToGrpcStatus(lessor.status());
+    absl::StatusOr<int64_t> ttl = *lessor == 0 ? server_->lessor().Renew(req.id())
+                                               : ForwardKeepAlive(*lessor, req, deadline);
     if (absl::IsNotFound(ttl.status())) {
       resp.set_ttl(0);  // unknown or expired: etcd answers TTL 0, not an error
     } else if (!ttl.ok()) {
@@ -105,8 +130,19 @@ grpc::Status LeaseService::LeaseKeepAlive(
 grpc::Status LeaseService::LeaseTimeToLive(grpc::ServerContext* ctx,
                                            const etcdserverpb::LeaseTimeToLiveRequest* req,
                                            etcdserverpb::LeaseTimeToLiveResponse* resp) {
-  if (absl::Status s = WaitPrimary(ctx, RequestDeadline(ctx, request_timeout_)); !s.ok()) {
-    return ToGrpcStatus(s);
+  const absl::Time deadline = RequestDeadline(ctx, request_timeout_);
+  absl::StatusOr<uint64_t> lessor = FindLessor(ctx, deadline);
+  if (!lessor.ok()) return ToGrpcStatus(lessor.status());
+  if (*lessor != 0) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = leader_.ChannelTo(*lessor);
+    if (!channel.ok()) return ToGrpcStatus(channel.status());
+    grpc::ClientContext forward;
+    forward.set_deadline(absl::ToChronoTime(deadline));
+    grpc::Status s = etcdserverpb::Lease::NewStub(*channel)->LeaseTimeToLive(&forward, *req, resp);
+    if (!s.ok()) return s;
+    resp->clear_header();
+    server_->FillHeader(resp->mutable_header());
+    return grpc::Status::OK;
   }
   resp->set_id(req->id());
   absl::StatusOr<LeaseInfo> info = server_->lessor().Info(req->id());

@@ -4,17 +4,17 @@
 // Grants and revocations go through Raft (KvServer::Write) and are answered once applied;
 // the applier deletes a revoked lease's keys in one revision, so watchers see a DELETE for
 // each. Keep-alives and TTL queries do not touch the log: they are served by the lessor of
-// the leader, which alone tracks expiry (see lessor.h). A follower would forward them to the
-// leader as etcd does; with a single member there is none, and a request that arrives while
-// this member is leader but its lessor not yet promoted waits for the promotion (bounded by
-// the request timeout).
+// the leader, which alone tracks expiry (see lessor.h). A follower forwards them to the
+// leader's client URL, as etcd forwards them over its peer links; a request that arrives
+// while this member is leader but its lessor not yet promoted waits for the promotion
+// (bounded by the request timeout).
 //
 // Lease ids chosen by the server (LeaseGrant with ID 0) are picked here, before proposing,
 // so that every member applies the same id: etcd's scheme, the low 16 bits of the member id
 // over a counter that starts at the current time in milliseconds, kept positive.
 //
-// Threads: gRPC calls the handlers on its own threads; the only state is the id generator,
-// which is thread-safe.
+// Threads: gRPC calls the handlers on its own threads; the only state is the id generator
+// and the channels to the leader, both thread-safe.
 #ifndef KVSTORE_SERVER_LEASE_SERVICE_H_
 #define KVSTORE_SERVER_LEASE_SERVICE_H_
 
@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "kvstore/server/kv_server.h"
+#include "kvstore/server/leader_client.h"
 
 namespace kvstore::server {
 
@@ -60,14 +61,19 @@ class LeaseService final : public etcdserverpb::Lease::Service {
                            etcdserverpb::LeaseLeasesResponse* resp) override;
 
  private:
-  // Returns once this member's lessor tracks expiry (it is the leader and promoted), or
-  // fails: NoLeaderError() past `deadline` with no leader, NotLeaderError() if another
-  // member leads (forwarding comes with replication), Cancelled if the client went away.
-  absl::Status WaitPrimary(const grpc::ServerContext* ctx, absl::Time deadline) const;
+  // Where expiry is tracked: 0 once this member's lessor does (it is the leader and
+  // promoted), or the id of the member that leads. Fails with NoLeaderError() past
+  // `deadline` with no leader, Cancelled if the client went away.
+  absl::StatusOr<uint64_t> FindLessor(const grpc::ServerContext* ctx, absl::Time deadline) const;
+  // A keep-alive answered by the leader `leader`: its TTL (0 for an unknown lease).
+  absl::StatusOr<int64_t> ForwardKeepAlive(uint64_t leader,
+                                           const etcdserverpb::LeaseKeepAliveRequest& req,
+                                           absl::Time deadline);
 
   KvServer* const server_;
   const absl::Duration request_timeout_;
   LeaseIdGenerator ids_;
+  LeaderClient leader_;
 };
 
 }  // namespace kvstore::server

@@ -38,6 +38,7 @@ class Client:
         self.kv = rpc_pb2_grpc.KVStub(self.channel)
         self.cluster = rpc_pb2_grpc.ClusterStub(self.channel)
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(self.channel)
+        self.lease = rpc_pb2_grpc.LeaseStub(self.channel)
 
     def close(self):
         self.channel.close()
@@ -177,6 +178,45 @@ class ClusterBasicTest(unittest.TestCase):
         self.assertNotEqual(self.wait_leader(rest, FAILOVER_S), leader)
         self.put(rest[0], b"after-stop", b"ok")
         self.assertLess(time.monotonic() - self.started, BUDGET_S + 10)
+
+    def keep_alive(self, name, lease_id):
+        """One keep-alive through `name`; the TTL it answers."""
+        responses = self.clients[name].lease.LeaseKeepAlive(
+            iter([rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)]), timeout=5)
+        return next(responses).TTL
+
+    def test_leases_through_followers_and_across_a_leader_change(self):
+        names = [m.name for m in self.cluster.members]
+        leader = self.wait_leader(names, 10)
+        followers = [n for n in names if n != leader]
+        f = self.clients[followers[0]]
+
+        # Granted through a follower (through Raft), the key attached; keep-alive and
+        # time-to-live through a follower reach the leader's lessor, as etcd forwards them.
+        grant = retry("grant", lambda: f.lease.LeaseGrant(
+            rpc_pb2.LeaseGrantRequest(TTL=30), timeout=2), 5)
+        f.kv.Put(rpc_pb2.PutRequest(key=b"leased", value=b"v", lease=grant.ID), timeout=5)
+        self.assertEqual(self.keep_alive(followers[0], grant.ID), 30)
+        self.assertEqual(self.keep_alive(followers[1], 12345), 0)  # unknown: TTL 0, as etcd
+        ttl = f.lease.LeaseTimeToLive(
+            rpc_pb2.LeaseTimeToLiveRequest(ID=grant.ID, keys=True), timeout=5)
+        self.assertEqual((ttl.grantedTTL, list(ttl.keys)), (30, [b"leased"]))
+        self.assertGreater(ttl.TTL, 25)
+        self.assertEqual(f.lease.LeaseTimeToLive(
+            rpc_pb2.LeaseTimeToLiveRequest(ID=999), timeout=5).TTL, -1)
+
+        # The leader dies: the lease and its key survive, the new leader tracks it with its
+        # full TTL again, and keep-alives through the remaining follower reach it.
+        self.cluster.members[names.index(leader)].kill()
+        new_leader = self.wait_leader(followers, FAILOVER_S)
+        other = [n for n in followers if n != new_leader][0]
+        ttl = retry("time-to-live after failover", lambda: self.clients[other].lease.LeaseTimeToLive(
+            rpc_pb2.LeaseTimeToLiveRequest(ID=grant.ID, keys=True), timeout=2), 10)
+        self.assertEqual(list(ttl.keys), [b"leased"])
+        self.assertGreater(ttl.TTL, 25)
+        self.assertEqual(retry("keep-alive after failover",
+                               lambda: self.keep_alive(other, grant.ID), 10), 30)
+        self.assertEqual(self.get(other, b"leased", serializable=False), b"v")
 
 
 def main():
