@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   std::string name = "default", data_dir, listen_client = "http://localhost:2379";
   std::string advertise_client = "http://localhost:2379", listen_peer = "http://localhost:2380";
   std::string advertise_peer = "http://localhost:2380", initial_cluster, cluster_state = "new";
-  std::string cluster_token = "etcd-cluster", metrics_addr;
+  std::string cluster_token = "etcd-cluster", metrics_addr, test_peer_faults;
   int64_t heartbeat_ms = 100, election_ms = 1000, snapshot_count = 100000;
   int64_t max_request_bytes = 1536 * 1024, max_txn_ops = 128;
   common::FlagSet flags("kvstore");
@@ -135,6 +135,9 @@ int main(int argc, char** argv) {
   flags.Int("max-request-bytes", &max_request_bytes, "maximum client request size in bytes");
   flags.Int("max-txn-ops", &max_txn_ops, "maximum operations in one txn request");
   flags.String("metrics-addr", &metrics_addr, "host:port for /metrics and /health over HTTP");
+  flags.String("test-peer-faults", &test_peer_faults,
+               "TEST ONLY, never in production: a file of member ids (hex) this member drops "
+               "Raft messages to and from, re-read every 50 ms (partition tests)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) {
       std::cout << flags.Usage();
@@ -164,6 +167,7 @@ int main(int argc, char** argv) {
   o.election = absl::Milliseconds(election_ms);
   o.max_request_bytes = max_request_bytes;
   o.max_txn_ops = static_cast<int>(max_txn_ops);
+  o.test_peer_faults_file = test_peer_faults;
 
   std::vector<std::string> listen;
   for (const std::string& url : SplitList(listen_client)) {
