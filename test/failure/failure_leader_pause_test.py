@@ -21,6 +21,8 @@ import failure_lib  # noqa: E402
 ARGS = None
 ROUNDS = 2
 PAUSE_S = 2.5  # election timeout 500 ms
+# Requests sent to the paused leader outlive the pause (op_timeout), so that it answers
+# them when it wakes: those are the ones that could see stale state.
 
 
 class LeaderPauseTest(unittest.TestCase):
@@ -29,7 +31,9 @@ class LeaderPauseTest(unittest.TestCase):
         with failure_lib.new_cluster(ARGS, 3).start() as cluster:
             paused = None
             try:
-                with failure_lib.Recorder(cluster, stubs, clients=6, seed=ARGS.seed) as rec:
+                with failure_lib.Recorder(
+                        cluster, stubs, clients=6, seed=ARGS.seed, sticky=3,
+                        op_timeout=PAUSE_S + 2.5) as rec:
                     time.sleep(1.0)
                     for i in range(ROUNDS):
                         leader = failure_lib.find_leader(cluster, stubs, cluster.members, 10)

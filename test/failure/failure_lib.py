@@ -128,11 +128,13 @@ def find_leader(cluster, stubs, among, timeout):
 class Recorder:
     """`clients` threads doing puts of unique values, linearizable gets and
     compare-and-swap txns on `keys` keys, each through one member at a time (the next one
-    after an error), recording every operation in lincheck's format. A context manager:
-    the threads run between enter and exit (or start() and stop())."""
+    after an error), recording every operation in lincheck's format. The first `sticky`
+    clients stay on their member whatever happens (so that a member cut off or paused keeps
+    being asked). A context manager: the threads run between enter and exit (or start()
+    and stop())."""
 
     def __init__(self, cluster, stubs, clients=6, keys=5, op_timeout=2.0, seed=0,
-                 pause_s=0.002):
+                 pause_s=0.002, sticky=0):
         self.cluster = cluster
         self.stubs = stubs
         self.n_clients = clients
@@ -140,6 +142,7 @@ class Recorder:
         self.op_timeout = op_timeout
         self.seed = seed
         self.pause_s = pause_s
+        self.sticky = sticky
         self.ops = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -257,7 +260,8 @@ class Recorder:
                 with self.lock:
                     self.ops.append(op)
                 if failed:
-                    at = (at + 1) % len(ms)  # try another member
+                    if client >= self.sticky:
+                        at = (at + 1) % len(ms)  # try another member
                     time.sleep(0.02)
                 elif self.pause_s:
                     time.sleep(self.pause_s)

@@ -39,7 +39,8 @@ class PartitionTest(unittest.TestCase):
         with cluster.start():
             ids = cluster.ids()
             windows = []  # (minority names, partitioned at, healed at), monotonic ns
-            with failure_lib.Recorder(cluster, stubs, clients=8, seed=ARGS.seed) as rec:
+            with failure_lib.Recorder(cluster, stubs, clients=8, seed=ARGS.seed,
+                                     sticky=5) as rec:
                 time.sleep(1.0)
                 for i in range(ROUNDS):
                     leader = failure_lib.find_leader(cluster, stubs, cluster.members, 10)

@@ -24,6 +24,8 @@ import failure_lib  # noqa: E402
 ARGS = None
 DEADLINE_S = 3.0  # the client's deadline on the write that cannot commit
 SLACK_S = 1.0     # how late past it the answer may come (a loaded machine)
+SERVER_TIMEOUT_S = 6.0  # kvstore's request timeout with --election-timeout 500
+LONG_DEADLINE_S = 12.0
 CLEAN_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -67,6 +69,19 @@ class QuorumTest(unittest.TestCase):
                                      f"{cm.exception.details()!r} after {took:.2f}s\n")
                     self.assertIn(code, CLEAN_CODES, f"n={n}: {what}")
                     self.assertLess(took, DEADLINE_S + SLACK_S, f"n={n}: {what} hung")
+
+                # The server answers by itself, within its request timeout (5 s + 2
+                # election timeouts), when the client's deadline is longer still.
+                t0 = time.monotonic()
+                with self.assertRaises(grpc.RpcError) as cm:
+                    client.kv.Put(pb.PutRequest(key=b"k0", value=b"no-quorum-2"),
+                                  timeout=LONG_DEADLINE_S)
+                took = time.monotonic() - t0
+                sys.stderr.write(f"n={n}: write with a {LONG_DEADLINE_S}s deadline: "
+                                 f"{cm.exception.code()} {cm.exception.details()!r} after "
+                                 f"{took:.2f}s\n")
+                self.assertIn(cm.exception.code(), CLEAN_CODES)
+                self.assertLess(took, SERVER_TIMEOUT_S + SLACK_S, f"n={n}: the server hung")
 
                 # One back: quorum again, writes succeed.
                 back = down.pop()
