@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import failure_lib  # noqa: E402
 
 ARGS = None
-ROUNDS = 2
+ROUNDS = failure_lib.rounds(2)
 PAUSE_S = 2.5  # election timeout 500 ms
 # Requests sent to the paused leader outlive the pause (op_timeout), so that it answers
 # them when it wakes: those are the ones that could see stale state.

@@ -66,15 +66,21 @@ class Client:
         self.channel.close()
 
 
-def new_cluster(args, size, peer_faults=False):
+def rounds(default):
+    """How many fault rounds a test runs: `default`, or FAILURE_ROUNDS to soak."""
+    return int(os.environ.get("FAILURE_ROUNDS", default))
+
+
+def new_cluster(args, size, peer_faults=False, extra_flags=()):
     """A cluster of `size` kvstore members with short election settings (heartbeat 50 ms,
     election 500 ms), not started. With peer_faults, each member reads the file
     `m.faults_path` (see write_faults) through the test-only --test-peer-faults flag."""
-    c = members.Cluster("kvstore", args.kvstore, size=size, heartbeat_ms=50, election_ms=500)
+    c = members.Cluster("kvstore", args.kvstore, size=size, heartbeat_ms=50, election_ms=500,
+                        extra_flags=extra_flags)
     for m in c.members:
         m.faults_path = os.path.join(m.dir, "peer-faults")
         if peer_faults:
-            m.extra_flags = ["--test-peer-faults", m.faults_path]
+            m.extra_flags = list(extra_flags) + ["--test-peer-faults", m.faults_path]
     return c
 
 

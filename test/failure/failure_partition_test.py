@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import failure_lib  # noqa: E402
 
 ARGS = None
-ROUNDS = 2
+ROUNDS = failure_lib.rounds(2)
 PARTITION_S = 3.0  # election timeout 500 ms
 # After this long a partitioned old leader can no longer serve anything (it cannot
 # confirm its leadership: heartbeat rounds need a quorum).
