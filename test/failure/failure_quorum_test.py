@@ -1,5 +1,5 @@
 """Failure test (issue 4, d): the fault-tolerance table. For a cluster of n members
-(3 and 5; 7 with --sizes 3,5,7): with n - majority members SIGKILLed, writes and
+(3, 5 and 7; --sizes picks): with n - majority members SIGKILLed, writes and
 linearizable reads go on; with one more down, a write and a linearizable read fail
 cleanly (Unavailable or DeadlineExceeded, e.g. "etcdserver: request timed out" or
 "no leader") within the request deadline, never hanging past it; once one member is
@@ -112,7 +112,7 @@ if __name__ == "__main__":
 
     def extra(p):
         p.add_argument("--lincheck", default="")
-        p.add_argument("--sizes", default="3,5")
+        p.add_argument("--sizes", default="3,5,7")
     ARGS = members.parse_args(__doc__, extra)
     ARGS.sizes = [int(s) for s in ARGS.sizes.split(",")]
     unittest.main()
