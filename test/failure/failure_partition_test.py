@@ -1,6 +1,8 @@
 """Failure test (issue 4, c): a five-member cluster is split into a minority holding the
 leader (it and one other member) and a majority of three, while concurrent clients
-write, read and compare-and-swap through every member; then the partition heals. Twice.
+write, read and compare-and-swap through every member; then the partition heals. Three
+rounds: the leader cut off with a minority, then two followers cut off (they must not
+disturb the leader, nor serve reads), then the leader again.
 
 The partition is made by the test-only --test-peer-faults flag (kvstore/server/
 peer_faults.h): each member drops Raft messages to and from the members its file names.
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import failure_lib  # noqa: E402
 
 ARGS = None
-ROUNDS = failure_lib.rounds(2)
+ROUNDS = failure_lib.rounds(3)
 PARTITION_S = 3.0  # election timeout 500 ms
 # After this long a partitioned old leader can no longer serve anything (it cannot
 # confirm its leadership: heartbeat rounds need a quorum).
@@ -45,7 +47,10 @@ class PartitionTest(unittest.TestCase):
                 for i in range(ROUNDS):
                     leader = failure_lib.find_leader(cluster, stubs, cluster.members, 10)
                     others = [m for m in cluster.members if m is not leader]
-                    minority = [leader, others[i % len(others)]]
+                    if i % 3 == 1:  # two followers cut off; the leader keeps its majority
+                        minority = [others[i % 4], others[(i + 1) % 4]]
+                    else:
+                        minority = [leader, others[i % 4]]
                     majority = [m for m in cluster.members if m not in minority]
                     for m in minority:
                         failure_lib.write_faults(m, [ids[o.name] for o in majority])
@@ -54,7 +59,7 @@ class PartitionTest(unittest.TestCase):
                     started = time.monotonic_ns()
                     new = failure_lib.find_leader(cluster, stubs, majority, 10)
                     sys.stderr.write(
-                        f"round {i}: minority {[m.name for m in minority]} (leader "
+                        f"round {i}: minority {[m.name for m in minority]} (leader was "
                         f"{leader.name}); majority leader {new.name} after "
                         f"{(time.monotonic_ns() - started) / 1e9:.2f}s\n")
                     time.sleep(max(0.0, PARTITION_S - (time.monotonic_ns() - started) / 1e9))
