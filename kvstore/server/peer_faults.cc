@@ -34,6 +34,7 @@ void PeerFaults::ReadIfStale() {
     }
   }
   if (text == last_text_) return;
+  last_text_ = text;  // said once, whether good or not
   std::set<uint64_t> blocked;
   for (absl::string_view word :
        absl::StrSplit(text, absl::ByAnyChar(" \t\r\n,"), absl::SkipEmpty())) {
@@ -45,7 +46,6 @@ void PeerFaults::ReadIfStale() {
     }
     blocked.insert(id);
   }
-  last_text_ = std::move(text);
   blocked_ = std::move(blocked);
   std::string ids;
   for (uint64_t b : blocked_) ids += fmt::format(" {:x}", b);
