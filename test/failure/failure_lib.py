@@ -132,8 +132,8 @@ def find_leader(cluster, stubs, among, timeout):
 
 
 class Recorder:
-    """`clients` threads doing puts of unique values, linearizable gets and
-    compare-and-swap txns on `keys` keys, each through one member at a time (the next one
+    """`clients` threads doing puts of unique values, a few deletes, linearizable gets
+    and compare-and-swap txns on `keys` keys, each through one member at a time (the next one
     after an error), recording every operation in lincheck's format. The first `sticky`
     clients stay on their member whatever happens (so that a member cut off or paused keeps
     being asked). A context manager: the threads run between enter and exit (or start()
@@ -228,6 +228,18 @@ class Recorder:
                     except grpc.RpcError as e:
                         op.update(status="unknown", error=f"{e.code()}: {e.details()}")
                         failed = True
+                elif r < 0.45:
+                    op.update(op="delete")
+                    op["call"] = time.monotonic_ns()
+                    try:
+                        resp = kv.DeleteRange(pb.DeleteRangeRequest(key=key.encode()),
+                                              timeout=self.op_timeout)
+                        op["return"] = time.monotonic_ns()
+                        op.update(status="ok", revision=resp.header.revision)
+                        self.seen[key] = None
+                    except grpc.RpcError as e:
+                        op.update(status="unknown", error=f"{e.code()}: {e.details()}")
+                        failed = True
                 elif r < 0.7:
                     op.update(op="get")
                     op["call"] = time.monotonic_ns()
@@ -299,7 +311,7 @@ def check_linearizable(test, rec, lincheck, timeout_s=60):
         test.fail(f"lincheck: {verdict}; history kept in {path}\n{p.stdout}\n{p.stderr}")
     os.unlink(path)
     ok_writes = sum(1 for op in rec.ops
-                    if op["op"] in ("put", "cas") and op["status"] == "ok")
+                    if op["op"] in ("put", "cas", "delete") and op["status"] == "ok")
     test.assertGreater(ok_writes, 0, "no write was acknowledged: the test tested nothing")
 
 
