@@ -299,6 +299,7 @@ def check_linearizable(test, rec, lincheck, timeout_s=60):
     fd, path = tempfile.mkstemp(prefix="failure-history-", suffix=".jsonl")
     os.close(fd)
     rec.write(path)
+    check_revisions(test, rec)
     started = time.monotonic()
     p = subprocess.run([lincheck, path, "--timeout-seconds", str(timeout_s)],
                        capture_output=True, text=True, timeout=timeout_s + 30)
@@ -313,6 +314,27 @@ def check_linearizable(test, rec, lincheck, timeout_s=60):
     ok_writes = sum(1 for op in rec.ops
                     if op["op"] in ("put", "cas", "delete") and op["status"] == "ok")
     test.assertGreater(ok_writes, 0, "no write was acknowledged: the test tested nothing")
+
+
+def check_revisions(test, rec):
+    """A cheaper, sharper check beside lincheck: revisions only grow, so an operation
+    answered "ok" must carry a header revision at least that of every operation answered
+    before it was called. A linearizable read below that is stale."""
+    done = sorted((op for op in rec.ops if op["status"] == "ok"), key=lambda op: op["return"])
+    calls = sorted((op for op in rec.ops if op["status"] == "ok"), key=lambda op: op["call"])
+    stale = []
+    i, seen_max, seen_op = 0, 0, None
+    for op in calls:
+        while i < len(done) and done[i]["return"] < op["call"]:
+            if done[i]["revision"] > seen_max:
+                seen_max, seen_op = done[i]["revision"], done[i]
+            i += 1
+        if op["revision"] < seen_max:
+            stale.append((op, seen_op))
+    for op, before in stale[:5]:
+        sys.stderr.write(f"STALE: {json.dumps(op)}\n  called after {json.dumps(before)}\n")
+    test.assertEqual(len(stale), 0, f"{len(stale)} operations answered from the past "
+                     "(header revision below that of an operation finished before their call)")
 
 
 def check_converged(test, cluster, stubs, keys, timeout=20.0):
