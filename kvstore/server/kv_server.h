@@ -218,7 +218,14 @@ class KvServer : public ApplyListener {
   absl::Notification ready_;
   std::thread publish_thread_;
 
-  std::atomic<uint64_t> next_request_ = 1;
+  // Ids of this process's proposals and read barriers, (member id << 40) ^ this. It starts
+  // from the wall clock (ms << 8, as etcd's idutil) so that ids never repeat across
+  // restarts: entries an earlier run proposed are applied again after a restart (the
+  // store replays the log, and entries committed while it was down arrive), and with ids
+  // counted from 1 they completed this run's waiters with their results (false acks,
+  // stale reads; test/failure/failure_mixed_test.py found it).
+  std::atomic<uint64_t> next_request_{FirstRequestId()};
+  static uint64_t FirstRequestId();
   absl::Mutex mu_;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   // (deadline, id) of every waiter.
