@@ -8,9 +8,10 @@ same HashKV at one revision).
     failure_lib.check_linearizable(test, rec, args.lincheck)
     failure_lib.check_converged(test, cluster, stubs, rec.keys)
 
-A write whose outcome the client cannot know (deadline, Unavailable, any other error) is
-recorded "unknown": lincheck may place it anywhere after its call or leave it out. A read
-that fails says nothing and is left out.
+A write whose outcome the client cannot know (deadline, Unavailable after sending, any
+other error) is recorded "unknown": lincheck may place it anywhere after its call or
+leave it out. One gRPC never sent (no connection to the member) is "fail", as is a read
+that fails: neither says anything.
 """
 
 import json
@@ -131,6 +132,18 @@ def find_leader(cluster, stubs, among, timeout):
     return retry(f"one leader among {sorted(names)}", agreed, timeout)
 
 
+def write_outcome(e):
+    """The status of a write that failed with RpcError e: "fail" when gRPC never sent it
+    (no connection to the member: the channel failed the pick, so the request never left
+    the client), else "unknown" (it may have taken effect: deadline, reset, no leader
+    after forwarding, ...). Marking never-sent writes unknown is sound but makes the
+    search explode when a member is down for long."""
+    if (e.code() == grpc.StatusCode.UNAVAILABLE
+            and "failed to connect to all addresses" in (e.details() or "")):
+        return "fail"
+    return "unknown"
+
+
 class Recorder:
     """`clients` threads doing puts of unique values, a few deletes, linearizable gets
     and compare-and-swap txns on `keys` keys, each through one member at a time (the next one
@@ -226,7 +239,7 @@ class Recorder:
                         op["return"] = time.monotonic_ns()
                         op.update(status="ok", revision=resp.header.revision)
                     except grpc.RpcError as e:
-                        op.update(status="unknown", error=f"{e.code()}: {e.details()}")
+                        op.update(status=write_outcome(e), error=f"{e.code()}: {e.details()}")
                         failed = True
                 elif r < 0.45:
                     op.update(op="delete")
@@ -238,7 +251,7 @@ class Recorder:
                         op.update(status="ok", revision=resp.header.revision)
                         self.seen[key] = None
                     except grpc.RpcError as e:
-                        op.update(status="unknown", error=f"{e.code()}: {e.details()}")
+                        op.update(status=write_outcome(e), error=f"{e.code()}: {e.details()}")
                         failed = True
                 elif r < 0.7:
                     op.update(op="get")
@@ -273,7 +286,7 @@ class Recorder:
                         if resp.succeeded:
                             self.seen[key] = value
                     except grpc.RpcError as e:
-                        op.update(status="unknown", error=f"{e.code()}: {e.details()}")
+                        op.update(status=write_outcome(e), error=f"{e.code()}: {e.details()}")
                         failed = True
                 with self.lock:
                     self.ops.append(op)
