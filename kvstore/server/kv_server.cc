@@ -167,8 +167,10 @@ absl::StatusOr<std::vector<std::string>> KvServer::InitTransport() {
     return listen;
   }
   inbox_ = std::make_unique<PeerInbox>(this);
-  transport_ = std::make_unique<PeerTransport>(PeerTransport::Options{.cluster_id = cluster_id_},
-                                               inbox_.get());
+  transport_ = std::make_unique<PeerTransport>(
+      PeerTransport::Options{.cluster_id = cluster_id_,
+                             .test_faults_file = options_.test_peer_faults_file},
+      inbox_.get());
   for (const MemberInfo& m : members) {
     if (m.id == member_id_) continue;
     if (m.peer_urls.empty()) {

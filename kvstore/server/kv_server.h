@@ -78,6 +78,9 @@ struct KvServerOptions {
   // Threads that answer writes once applied and run linearizable reads once their barrier
   // is passed, so that the Raft driver's thread only applies.
   int reply_threads = 2;
+  // TEST ONLY (--test-peer-faults): a file naming the peers this member cuts itself off
+  // from, for partition tests (see peer_faults.h). Empty: none.
+  std::string test_peer_faults_file;
 };
 
 class KvServer : public ApplyListener {

@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   std::string name = "default", data_dir, listen_client = "http://localhost:2379";
   std::string advertise_client = "http://localhost:2379", listen_peer = "http://localhost:2380";
   std::string advertise_peer = "http://localhost:2380", initial_cluster, cluster_state = "new";
-  std::string cluster_token = "etcd-cluster", listen_metrics;
+  std::string cluster_token = "etcd-cluster", listen_metrics, test_peer_faults;
   int64_t heartbeat_ms = 100, election_ms = 1000, snapshot_count = 100000;
   int64_t max_request_bytes = 1536 * 1024, max_txn_ops = 128;
   common::FlagSet flags("kvstore");
@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
   flags.Int("max-txn-ops", &max_txn_ops, "maximum operations in one txn request");
   flags.String("listen-metrics-urls", &listen_metrics,
                "URLs to serve /metrics and /health on over HTTP (none by default)");
+  flags.String("test-peer-faults", &test_peer_faults,
+               "TEST ONLY, never in production: a file of member ids (hex) this member drops "
+               "Raft messages to and from, re-read every 50 ms (partition tests)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) {
       std::cout << flags.Usage();
@@ -166,6 +169,7 @@ int main(int argc, char** argv) {
   o.election = absl::Milliseconds(election_ms);
   o.max_request_bytes = max_request_bytes;
   o.max_txn_ops = static_cast<int>(max_txn_ops);
+  o.test_peer_faults_file = test_peer_faults;
 
   std::vector<std::string> listen;
   for (const std::string& url : SplitList(listen_client)) {

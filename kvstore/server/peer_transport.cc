@@ -163,7 +163,12 @@ class PeerTransport::Peer {
 };
 
 PeerTransport::PeerTransport(const Options& options, MessageSink* sink)
-    : options_(options), sink_(sink), service_(options.cluster_id, sink) {}
+    : options_(options),
+      sink_(sink),
+      faults_(options.test_faults_file.empty()
+                  ? nullptr
+                  : std::make_unique<PeerFaults>(options.test_faults_file)),
+      service_(options.cluster_id, sink, faults_.get()) {}
 
 PeerTransport::~PeerTransport() { Stop(); }
 
@@ -207,6 +212,11 @@ void PeerTransport::Send(std::vector<raft::Message> messages) {
   for (raft::Message& m : messages) {
     auto it = peers_.find(m.to);
     if (it == peers_.end()) continue;  // not (or no longer) a peer we know
+    if (faults_ != nullptr && faults_->Blocked(m.to)) {
+      // A test's partition: lost on the way. The core must still hear a snapshot failed.
+      if (m.type == raft::MessageType::kSnap) sink_->ReportSnapshot(m.to, false);
+      continue;
+    }
     it->second->Enqueue(std::move(m));
   }
 }
@@ -225,6 +235,7 @@ grpc::Status PeerTransport::Service::Send(grpc::ServerContext*,
       if (!m.ok()) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(m.status().message()));
       }
+      if (faults_ != nullptr && faults_->Blocked(m->from)) continue;  // a test's partition
       sink_->Step(std::move(*m));
     }
   }

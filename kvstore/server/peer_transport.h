@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kvstore/raft/types.h"
+#include "kvstore/server/peer_faults.h"
 #include "kvstore/server/raft_driver.h"
 #include "raft/raft_peer.grpc.pb.h"
 
@@ -46,6 +47,9 @@ class PeerTransport : public Transport {
     // The longest gRPC waits between attempts to reconnect to a peer (its own default is
     // two minutes: a member that comes back would sit unheard that long).
     absl::Duration max_reconnect_backoff = absl::Seconds(1);
+    // TEST ONLY (--test-peer-faults): a file naming the peers to cut off, both ways (see
+    // peer_faults.h). Empty: none.
+    std::string test_faults_file;
   };
 
   PeerTransport(const Options& options, MessageSink* sink);
@@ -69,7 +73,8 @@ class PeerTransport : public Transport {
 
   class Service final : public kvstore::raftpb::RaftPeer::Service {
    public:
-    Service(uint64_t cluster_id, MessageSink* sink) : cluster_id_(cluster_id), sink_(sink) {}
+    Service(uint64_t cluster_id, MessageSink* sink, PeerFaults* faults)
+        : cluster_id_(cluster_id), sink_(sink), faults_(faults) {}
     grpc::Status Send(grpc::ServerContext* ctx,
                       grpc::ServerReader<kvstore::raftpb::MessageBatch>* r,
                       kvstore::raftpb::SendResponse* resp) override;
@@ -77,10 +82,12 @@ class PeerTransport : public Transport {
    private:
     const uint64_t cluster_id_;
     MessageSink* const sink_;
+    PeerFaults* const faults_;  // null unless testing
   };
 
   const Options options_;
   MessageSink* const sink_;
+  const std::unique_ptr<PeerFaults> faults_;  // null unless testing
   Service service_;
   absl::Mutex mu_;
   std::map<uint64_t, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
