@@ -28,6 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -49,11 +50,33 @@ class StateMachine {
   virtual uint64_t AppliedIndex() const = 0;
 };
 
+// How the driver snapshots the state machine, and installs the state a leader sent. Called
+// on the driver thread only, between applying one Ready's entries and the next's.
+class Snapshotter {
+ public:
+  virtual ~Snapshotter() = default;
+  // Persists everything applied so far; returns the applied index that is now durable.
+  virtual absl::StatusOr<uint64_t> Flush() = 0;
+  // Writes a consistent copy of the state machine, at its AppliedIndex(), into a new
+  // directory for a peer, and returns that directory (the transport deletes it once sent).
+  virtual absl::StatusOr<std::string> Checkpoint() = 0;
+  // Replaces the state machine by the state the transport received with `snap`; after it
+  // AppliedIndex() == snap.meta.index. Durable before it returns.
+  virtual absl::Status Install(const raft::Snapshot& snap) = 0;
+};
+
 // Carries messages to peers (a single member needs none).
 class Transport {
  public:
   virtual ~Transport() = default;
   virtual void Send(std::vector<raft::Message> messages) = 0;
+  // Sends `m`, a MsgSnap, together with the state machine copy in `checkpoint_dir`, which
+  // the transport now owns (and deletes), and reports the outcome through the sink's
+  // ReportSnapshot. By default only the message goes.
+  virtual void SendSnapshot(raft::Message m, std::string checkpoint_dir) {
+    (void)checkpoint_dir;
+    Send({std::move(m)});
+  }
 };
 
 // Where a transport delivers what arrives from peers, and how sending went: the driver in
@@ -97,6 +120,14 @@ class RaftDriver : public MessageSink {
     absl::Duration read_retry = absl::Seconds(1);
     // Not owned; may be null.
     ServerMetrics* metrics = nullptr;
+    // Not owned; null: the log is never compacted and a snapshot from a leader is fatal.
+    Snapshotter* snapshotter = nullptr;
+    // etcd's --snapshot-count: once this many entries were applied since the last
+    // snapshot, the driver takes one at the state machine's durable index, and compacts
+    // the log up to catchup_entries before it (etcd's snapshot-catchup-entries), so that
+    // a follower that is only a little behind gets entries, not a snapshot.
+    uint64_t snapshot_count = 100000;
+    uint64_t catchup_entries = 5000;
   };
 
   // REQUIRES: `log` holds a bootstrapped or restarted member's state.
@@ -145,6 +176,12 @@ class RaftDriver : public MessageSink {
   // One pass of the loop: takes queued work, ticks, and works off every Ready.
   void RunOnce() ABSL_LOCKS_EXCLUDED(mu_);
   void HandleReadStates(const std::vector<raft::ReadState>& states);
+  // Replaces the state machine by a snapshot's state (before the log records it).
+  void InstallSnapshot(const raft::Snapshot& snap);
+  // Sends a MsgSnap with a fresh checkpoint of the state machine, at its applied index.
+  void SendSnapshot(raft::Message m);
+  // Takes a snapshot and compacts the log once snapshot_count entries were applied.
+  void MaybeSnapshot();
   void ResolveReads();
   void PublishStatus() ABSL_LOCKS_EXCLUDED(mu_);
   void FailEverything(const absl::Status& s) ABSL_LOCKS_EXCLUDED(mu_);
