@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <string_view>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -50,6 +51,25 @@ class KvServer::Snapshots final : public Snapshotter {
     return dir;
   }
 
+  // The published attributes of the members, which live in the member list rather than
+  // the store: each a 4-byte big-endian length and a MemberAttrSetRequest.
+  std::string SnapshotData() override {
+    std::string out;
+    for (const MemberInfo& m : server_->membership_->Members()) {
+      if (m.name.empty() && m.client_urls.empty()) continue;
+      kvstore::internal::MemberAttrSetRequest r;
+      r.set_member_id(m.id);
+      r.set_name(m.name);
+      for (const std::string& u : m.client_urls) r.add_client_urls(u);
+      const std::string bytes = r.SerializeAsString();
+      for (int shift = 24; shift >= 0; shift -= 8) {
+        out.push_back(static_cast<char>(bytes.size() >> shift));
+      }
+      out += bytes;
+    }
+    return out;
+  }
+
   absl::Status Install(const raft::Snapshot& snap) override {
     mvcc::MvccStore& store = *server_->mvcc_;
     const std::string path = ReceivedSnapshotPath(server_->snap_dir_, snap.meta);
@@ -57,8 +77,26 @@ class KvServer::Snapshots final : public Snapshotter {
     if (!std::filesystem::is_directory(path, ec)) {
       return absl::NotFoundError(absl::StrCat("no state received for the snapshot at ", path));
     }
+    std::vector<kvstore::internal::MemberAttrSetRequest> attrs;
+    for (std::string_view in = snap.data; !in.empty();) {
+      if (in.size() < 4) return absl::DataLossError("snapshot: bad member attributes");
+      size_t n = 0;
+      for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(in[i]);
+      in.remove_prefix(4);
+      if (in.size() < n || !attrs.emplace_back().ParseFromArray(in.data(), static_cast<int>(n))) {
+        return absl::DataLossError("snapshot: bad member attributes");
+      }
+      in.remove_prefix(n);
+    }
     const int64_t revision = store.CurrentRevision();
     if (absl::Status s = store.ReplaceWith(path); !s.ok()) return s;
+    for (const kvstore::internal::MemberAttrSetRequest& r : attrs) {
+      const std::optional<MemberInfo> known = server_->membership_->Find(r.member_id());
+      const std::vector<std::string> urls(r.client_urls().begin(), r.client_urls().end());
+      if (known && (known->name != r.name() || known->client_urls != urls)) {
+        server_->OnMemberAttrSet(r);
+      }
+    }
     if (store.AppliedIndex() != snap.meta.index) {
       return absl::DataLossError(absl::StrCat("the state received for the snapshot at index ",
                                               snap.meta.index, " is at index ",

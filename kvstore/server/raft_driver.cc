@@ -295,6 +295,7 @@ void RaftDriver::SendSnapshot(raft::Message m) {
   m.snapshot.meta.index = index;
   m.snapshot.meta.term = *term;
   m.snapshot.meta.conf_state = node_->Status().conf_state;
+  m.snapshot.data = options_.snapshotter->SnapshotData();
   spdlog::info("sending a snapshot at index {} (term {}) to {:x}", index, *term, m.to);
   transport_->SendSnapshot(std::move(m), std::move(*dir));
 }

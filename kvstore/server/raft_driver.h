@@ -60,6 +60,9 @@ class Snapshotter {
   // Writes a consistent copy of the state machine, at its AppliedIndex(), into a new
   // directory for a peer, and returns that directory (the transport deletes it once sent).
   virtual absl::StatusOr<std::string> Checkpoint() = 0;
+  // What a snapshot message carries besides the state machine (the member list), as of
+  // AppliedIndex(); Install() gets it back in snap.data.
+  virtual std::string SnapshotData() = 0;
   // Replaces the state machine by the state the transport received with `snap`; after it
   // AppliedIndex() == snap.meta.index. Durable before it returns.
   virtual absl::Status Install(const raft::Snapshot& snap) = 0;
