@@ -55,7 +55,12 @@ class PeerTransport::Peer {
     }
     thread_.join();
     snapshot_thread_.join();
-    if (snapshot_) DropSnapshot(std::move(*snapshot_));
+    std::optional<PendingSnapshot> left;
+    {
+      absl::MutexLock l(&mu_);
+      left.swap(snapshot_);
+    }
+    if (left) DropSnapshot(std::move(*left));
   }
 
   void EnqueueSnapshot(raft::Message m, std::string dir) {
@@ -335,7 +340,7 @@ grpc::Status PeerTransport::Service::SendSnapshot(
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "raft: snapshots not accepted");
   }
   const std::string tmp = (std::filesystem::path(snapshot_dir_) /
-                           absl::StrCat("recv-tmp-", next_stream_.fetch_add(1)))
+                           absl::StrCat("incoming-", next_stream_.fetch_add(1)))
                               .string();
   std::error_code ec;
   std::filesystem::remove_all(tmp, ec);
