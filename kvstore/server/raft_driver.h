@@ -8,6 +8,12 @@
 // together, so that many client writes share one fsync (group commit). Linearizable read
 // requests that queue up likewise share one ReadIndex round.
 //
+// Snapshots (with a Snapshotter): every snapshot_count applied entries the driver flushes
+// the state machine, records a Raft snapshot at the durable index and compacts the log
+// behind it; a MsgSnap the core emits goes out with a fresh checkpoint of the state
+// machine (Transport::SendSnapshot); a snapshot in a Ready is installed in the state
+// machine before the log records it.
+//
 // Threads: every public method may be called from any thread. The node, the log store and
 // the StateMachine are used only on the driver thread. Callbacks run on the driver thread
 // and must not block.
