@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <string_view>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "kvstore/server/errors.h"
+#include "kvstore/server/snapshot_stream.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::server {
@@ -32,6 +34,99 @@ class KvServer::PeerInbox final : public MessageSink {
 
  private:
   KvServer* const server_;
+};
+
+class KvServer::Snapshots final : public Snapshotter {
+ public:
+  explicit Snapshots(KvServer* server) : server_(server) {}
+
+  absl::StatusOr<uint64_t> Flush() override { return server_->mvcc_->Flush(); }
+
+  absl::StatusOr<std::string> Checkpoint() override {
+    const std::string dir =
+        (std::filesystem::path(server_->snap_dir_) /
+         absl::StrCat("send-", server_->mvcc_->AppliedIndex(), "-", next_++))
+            .string();
+    if (absl::Status s = server_->mvcc_->CreateCheckpoint(dir); !s.ok()) return s;
+    return dir;
+  }
+
+  // The published attributes of the members, which live in the member list rather than
+  // the store: each a 4-byte big-endian length and a MemberAttrSetRequest.
+  std::string SnapshotData() override {
+    std::string out;
+    for (const MemberInfo& m : server_->membership_->Members()) {
+      if (m.name.empty() && m.client_urls.empty()) continue;
+      kvstore::internal::MemberAttrSetRequest r;
+      r.set_member_id(m.id);
+      r.set_name(m.name);
+      for (const std::string& u : m.client_urls) r.add_client_urls(u);
+      const std::string bytes = r.SerializeAsString();
+      for (int shift = 24; shift >= 0; shift -= 8) {
+        out.push_back(static_cast<char>(bytes.size() >> shift));
+      }
+      out += bytes;
+    }
+    return out;
+  }
+
+  absl::Status Install(const raft::Snapshot& snap) override {
+    mvcc::MvccStore& store = *server_->mvcc_;
+    const std::string path = ReceivedSnapshotPath(server_->snap_dir_, snap.meta);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(path, ec)) {
+      return absl::NotFoundError(absl::StrCat("no state received for the snapshot at ", path));
+    }
+    std::vector<kvstore::internal::MemberAttrSetRequest> attrs;
+    for (std::string_view in = snap.data; !in.empty();) {
+      if (in.size() < 4) return absl::DataLossError("snapshot: bad member attributes");
+      size_t n = 0;
+      for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(in[i]);
+      in.remove_prefix(4);
+      if (in.size() < n || !attrs.emplace_back().ParseFromArray(in.data(), static_cast<int>(n))) {
+        return absl::DataLossError("snapshot: bad member attributes");
+      }
+      in.remove_prefix(n);
+    }
+    const int64_t revision = store.CurrentRevision();
+    if (absl::Status s = store.ReplaceWith(path); !s.ok()) return s;
+    for (const kvstore::internal::MemberAttrSetRequest& r : attrs) {
+      const std::optional<MemberInfo> known = server_->membership_->Find(r.member_id());
+      const std::vector<std::string> urls(r.client_urls().begin(), r.client_urls().end());
+      if (known && (known->name != r.name() || known->client_urls != urls)) {
+        server_->OnMemberAttrSet(r);
+      }
+    }
+    if (store.AppliedIndex() != snap.meta.index) {
+      return absl::DataLossError(absl::StrCat("the state received for the snapshot at index ",
+                                              snap.meta.index, " is at index ",
+                                              store.AppliedIndex()));
+    }
+    // The lessor's applied state is the store's.
+    Lessor& lessor = server_->lessor_;
+    for (int64_t id : lessor.Ids()) lessor.Revoke(id);
+    absl::StatusOr<std::vector<mvcc::LeaseRecord>> leases = store.Leases();
+    if (!leases.ok()) return leases.status();
+    for (const mvcc::LeaseRecord& l : *leases) lessor.Grant(l.id, l.ttl);
+    absl::StatusOr<std::vector<mvcc::LeaseKey>> attached = store.AllLeaseKeys();
+    if (!attached.ok()) return attached.status();
+    for (const mvcc::LeaseKey& lk : *attached) lessor.Attach(lk.lease, lk.key);
+    // Older snapshots that arrived too late are of no use any more.
+    for (const auto& entry : std::filesystem::directory_iterator(server_->snap_dir_, ec)) {
+      if (entry.path().filename().string().rfind("recv-", 0) == 0) {
+        std::error_code ignored;
+        std::filesystem::remove_all(entry.path(), ignored);
+      }
+    }
+    // Watchers catch up over the revisions that never came through the applier.
+    if (store.CurrentRevision() > revision) server_->OnEvents({}, store.CurrentRevision());
+    if (store.CompactionPending()) server_->OnCompactionScheduled();
+    return absl::OkStatus();
+  }
+
+ private:
+  KvServer* const server_;
+  uint64_t next_ = 1;  // driver thread only
 };
 
 KvServer::KvServer(const KvServerOptions& options, const common::Clock* clock)
@@ -60,6 +155,14 @@ absl::Status KvServer::Init() {
   if (!log.ok()) return log.status();
   raft_log_ = std::move(*log);
   if (absl::Status s = InitMembership(member.string()); !s.ok()) return s;
+  // What a crash left of snapshots being sent or received is of no use.
+  snap_dir_ = (member / "snap").string();
+  std::filesystem::remove_all(snap_dir_, ec);
+  std::filesystem::create_directories(snap_dir_, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot use data dir ", options_.data_dir, ": ", ec.message()));
+  }
   absl::StatusOr<std::unique_ptr<mvcc::MvccStore>> kv =
       mvcc::MvccStore::Open((member / "mvcc").string(), mvcc::MvccStoreOptions{.use_wal = false});
   if (!kv.ok()) return kv.status();
@@ -80,6 +183,10 @@ absl::Status KvServer::Init() {
   d.election_ticks = std::max<int>(2, static_cast<int>(options_.election / options_.heartbeat));
   d.metrics = &metrics_;
   d.seed = member_id_ ^ static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  snapshots_ = std::make_unique<Snapshots>(this);
+  d.snapshotter = snapshots_.get();
+  d.snapshot_count = options_.snapshot_count;
+  d.catchup_entries = options_.catchup_entries;
   absl::StatusOr<std::vector<std::string>> peer_listen = InitTransport();
   if (!peer_listen.ok()) return peer_listen.status();
   absl::StatusOr<std::unique_ptr<RaftDriver>> driver =
@@ -169,7 +276,8 @@ absl::StatusOr<std::vector<std::string>> KvServer::InitTransport() {
   inbox_ = std::make_unique<PeerInbox>(this);
   transport_ = std::make_unique<PeerTransport>(
       PeerTransport::Options{.cluster_id = cluster_id_,
-                             .test_faults_file = options_.test_peer_faults_file},
+                             .test_faults_file = options_.test_peer_faults_file,
+                             .snapshot_dir = snap_dir_},
       inbox_.get());
   for (const MemberInfo& m : members) {
     if (m.id == member_id_) continue;

@@ -5,7 +5,8 @@
 // once applied, linearizable read barriers, the store for reads, and response headers.
 //
 // Data directory layout: <data-dir>/member/raft (RaftLogStore), <data-dir>/member/mvcc
-// (MvccStore), <data-dir>/member/cluster (Membership). A new directory is bootstrapped from
+// (MvccStore), <data-dir>/member/cluster (Membership), <data-dir>/member/snap (snapshots
+// being sent or received; emptied at start). A new directory is bootstrapped from
 // --initial-cluster with every member a voter; a restart uses what the directory holds.
 //
 // Once started, the member publishes its name and client URLs through Raft (etcd's
@@ -81,6 +82,10 @@ struct KvServerOptions {
   // TEST ONLY (--test-peer-faults): a file naming the peers this member cuts itself off
   // from, for partition tests (see peer_faults.h). Empty: none.
   std::string test_peer_faults_file;
+  // etcd's --snapshot-count and --experimental-snapshot-catchup-entries: see
+  // RaftDriver::Options. 0 snapshots never.
+  uint64_t snapshot_count = 100000;
+  uint64_t catchup_entries = 5000;
 };
 
 class KvServer : public ApplyListener {
@@ -179,6 +184,8 @@ class KvServer : public ApplyListener {
 
   // Hands what peers send to the driver, which is created after the transport.
   class PeerInbox;
+  // The driver's Snapshotter: flushes, checkpoints and replaces the MVCC store.
+  class Snapshots;
 
   KvServer(const KvServerOptions& options, const common::Clock* clock);
   absl::Status Init();
@@ -220,6 +227,8 @@ class KvServer : public ApplyListener {
   // Null for a one-member cluster that listens for no peers. The transport outlives the
   // driver (which sends through it); the peer server stops before the driver does.
   std::unique_ptr<PeerInbox> inbox_;
+  std::unique_ptr<Snapshots> snapshots_;
+  std::string snap_dir_;
   std::unique_ptr<PeerTransport> transport_;
   std::unique_ptr<RaftDriver> driver_;
   std::unique_ptr<grpc::Server> peer_server_;

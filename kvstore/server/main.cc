@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
   std::string advertise_peer = "http://localhost:2380", initial_cluster, cluster_state = "new";
   std::string cluster_token = "etcd-cluster", listen_metrics, test_peer_faults;
   int64_t heartbeat_ms = 100, election_ms = 1000, snapshot_count = 100000;
+  int64_t catchup_entries = 5000;
   int64_t max_request_bytes = 1536 * 1024, max_txn_ops = 128;
   common::FlagSet flags("kvstore");
   flags.String("name", &name, "human-readable name for this member");
@@ -133,6 +134,8 @@ int main(int argc, char** argv) {
   flags.Int("heartbeat-interval", &heartbeat_ms, "time (in milliseconds) of a heartbeat interval");
   flags.Int("election-timeout", &election_ms, "time (in milliseconds) for an election to time out");
   flags.Int("snapshot-count", &snapshot_count, "applied entries between snapshots");
+  flags.Int("experimental-snapshot-catchup-entries", &catchup_entries,
+            "entries kept behind a snapshot for slow followers");
   flags.Int("max-request-bytes", &max_request_bytes, "maximum client request size in bytes");
   flags.Int("max-txn-ops", &max_txn_ops, "maximum operations in one txn request");
   flags.String("listen-metrics-urls", &listen_metrics,
@@ -170,6 +173,11 @@ int main(int argc, char** argv) {
   o.max_request_bytes = max_request_bytes;
   o.max_txn_ops = static_cast<int>(max_txn_ops);
   o.test_peer_faults_file = test_peer_faults;
+  if (snapshot_count < 0 || catchup_entries < 0) {
+    return Fail("--snapshot-count and --experimental-snapshot-catchup-entries must be >= 0");
+  }
+  o.snapshot_count = static_cast<uint64_t>(snapshot_count);
+  o.catchup_entries = static_cast<uint64_t>(catchup_entries);
 
   std::vector<std::string> listen;
   for (const std::string& url : SplitList(listen_client)) {

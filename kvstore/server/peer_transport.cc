@@ -3,11 +3,15 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <filesystem>
+#include <optional>
 #include <thread>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "kvstore/server/peer_codec.h"
+#include "kvstore/server/snapshot_stream.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::server {
@@ -39,6 +43,7 @@ class PeerTransport::Peer {
         sink_(sink),
         stub_(kvstore::raftpb::RaftPeer::NewStub(Dial(address, options))) {
     thread_ = std::thread([this] { Run(); });
+    snapshot_thread_ = std::thread([this] { RunSnapshots(); });
   }
 
   ~Peer() {
@@ -46,8 +51,30 @@ class PeerTransport::Peer {
       absl::MutexLock l(&mu_);
       stopping_ = true;
       if (ctx_ != nullptr) ctx_->TryCancel();  // unblocks a Write stuck on a dead peer
+      if (snapshot_ctx_ != nullptr) snapshot_ctx_->TryCancel();
     }
     thread_.join();
+    snapshot_thread_.join();
+    std::optional<PendingSnapshot> left;
+    {
+      absl::MutexLock l(&mu_);
+      left.swap(snapshot_);
+    }
+    if (left) DropSnapshot(std::move(*left));
+  }
+
+  void EnqueueSnapshot(raft::Message m, std::string dir) {
+    std::optional<PendingSnapshot> dropped;
+    {
+      absl::MutexLock l(&mu_);
+      if (stopping_) {
+        dropped = PendingSnapshot{std::move(m), std::move(dir)};
+      } else {
+        if (snapshot_) dropped = std::move(snapshot_);
+        snapshot_ = PendingSnapshot{std::move(m), std::move(dir)};
+      }
+    }
+    if (dropped) DropSnapshot(std::move(*dropped));
   }
 
   // The last write succeeded, and no longer than `within` ago.
@@ -71,7 +98,63 @@ class PeerTransport::Peer {
   }
 
  private:
+  struct PendingSnapshot {
+    raft::Message message;
+    std::string dir;
+  };
+
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); }
+  bool HasSnapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || snapshot_.has_value();
+  }
+
+  void DropSnapshot(PendingSnapshot p) {
+    std::error_code ec;
+    std::filesystem::remove_all(p.dir, ec);
+    sink_->ReportSnapshot(id_, false);
+  }
+
+  // Streams one snapshot at a time, reporting each outcome.
+  void RunSnapshots() {
+    for (;;) {
+      PendingSnapshot p;
+      auto ctx = std::make_unique<grpc::ClientContext>();
+      {
+        absl::MutexLock l(&mu_);
+        mu_.Await(absl::Condition(this, &Peer::HasSnapshot));
+        if (stopping_) return;
+        p = std::move(*snapshot_);
+        snapshot_.reset();
+        snapshot_ctx_ = ctx.get();
+      }
+      const absl::Time start = absl::Now();
+      kvstore::raftpb::SnapshotResponse resp;
+      std::unique_ptr<grpc::ClientWriter<kvstore::raftpb::SnapshotChunk>> writer =
+          stub_->SendSnapshot(ctx.get(), &resp);
+      absl::StatusOr<StreamStats> sent = WriteSnapshotStream(
+          p.dir, options_.cluster_id, p.message, options_.snapshot_chunk_bytes,
+          [&](const kvstore::raftpb::SnapshotChunk& c) { return writer->Write(c); });
+      if (sent.ok()) writer->WritesDone();
+      const grpc::Status st = writer->Finish();
+      {
+        absl::MutexLock l(&mu_);
+        snapshot_ctx_ = nullptr;
+      }
+      std::error_code ec;
+      std::filesystem::remove_all(p.dir, ec);
+      const bool ok = sent.ok() && st.ok();
+      if (ok) {
+        spdlog::info("sent the snapshot at index {} to {:x}: {} files, {} bytes in {}",
+                     p.message.snapshot.meta.index, id_, sent->files, sent->bytes,
+                     absl::FormatDuration(absl::Now() - start));
+      } else {
+        spdlog::warn("sending the snapshot at index {} to {:x} failed: {} {}",
+                     p.message.snapshot.meta.index, id_,
+                     sent.ok() ? "" : sent.status().ToString(), st.error_message());
+      }
+      sink_->ReportSnapshot(id_, ok);
+    }
+  }
 
   // Raft retransmits what is lost; it only needs to hear that the peer is not keeping up.
   void Dropped(const std::vector<raft::Message>& lost) {
@@ -159,7 +242,10 @@ class PeerTransport::Peer {
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
+  std::optional<PendingSnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  grpc::ClientContext* snapshot_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::thread thread_;
+  std::thread snapshot_thread_;
 };
 
 PeerTransport::PeerTransport(const Options& options, MessageSink* sink)
@@ -168,7 +254,7 @@ PeerTransport::PeerTransport(const Options& options, MessageSink* sink)
       faults_(options.test_faults_file.empty()
                   ? nullptr
                   : std::make_unique<PeerFaults>(options.test_faults_file)),
-      service_(options.cluster_id, sink, faults_.get()) {}
+      service_(options.cluster_id, options.snapshot_dir, sink, faults_.get()) {}
 
 PeerTransport::~PeerTransport() { Stop(); }
 
@@ -196,6 +282,21 @@ void PeerTransport::Stop() {
     absl::MutexLock l(&mu_);
     all.swap(peers_);
   }
+}
+
+void PeerTransport::SendSnapshot(raft::Message m, std::string checkpoint_dir) {
+  {
+    absl::MutexLock l(&mu_);
+    auto it = peers_.find(m.to);
+    const bool blocked = faults_ != nullptr && faults_->Blocked(m.to);  // a test's partition
+    if (it != peers_.end() && !blocked) {
+      it->second->EnqueueSnapshot(std::move(m), std::move(checkpoint_dir));
+      return;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(checkpoint_dir, ec);
+  sink_->ReportSnapshot(m.to, false);
 }
 
 std::vector<uint64_t> PeerTransport::ReachablePeers(absl::Duration within) {
@@ -236,9 +337,49 @@ grpc::Status PeerTransport::Service::Send(grpc::ServerContext*,
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(m.status().message()));
       }
       if (faults_ != nullptr && faults_->Blocked(m->from)) continue;  // a test's partition
+      // A snapshot comes with its state, over SendSnapshot, or not at all.
+      if (m->type == raft::MessageType::kSnap) continue;
       sink_->Step(std::move(*m));
     }
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status PeerTransport::Service::SendSnapshot(
+    grpc::ServerContext*, grpc::ServerReader<kvstore::raftpb::SnapshotChunk>* reader,
+    kvstore::raftpb::SnapshotResponse*) {
+  if (snapshot_dir_.empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "raft: snapshots not accepted");
+  }
+  const std::string tmp = (std::filesystem::path(snapshot_dir_) /
+                           absl::StrCat("incoming-", next_stream_.fetch_add(1)))
+                              .string();
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
+  auto fail = [&](const absl::Status& s) {
+    std::error_code ignored;
+    std::filesystem::remove_all(tmp, ignored);
+    spdlog::warn("receiving a snapshot failed: {}", s.ToString());
+    return grpc::Status(absl::IsDataLoss(s) ? grpc::StatusCode::DATA_LOSS
+                                            : grpc::StatusCode::INVALID_ARGUMENT,
+                        std::string(s.message()));
+  };
+  SnapshotReceiver receiver(tmp, cluster_id_);
+  kvstore::raftpb::SnapshotChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (absl::Status s = receiver.Add(chunk); !s.ok()) return fail(s);
+  }
+  absl::StatusOr<raft::Message> m = receiver.Finish();
+  if (!m.ok()) return fail(m.status());
+  if (faults_ != nullptr && faults_->Blocked(m->from)) {  // a test's partition
+    return fail(absl::UnavailableError("raft: snapshot dropped by --test-peer-faults"));
+  }
+  const std::string path = ReceivedSnapshotPath(snapshot_dir_, m->snapshot.meta);
+  std::filesystem::remove_all(path, ec);
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return fail(absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", ec.message())));
+  spdlog::info("received the snapshot at index {} from {:x}", m->snapshot.meta.index, m->from);
+  sink_->Step(std::move(*m));
   return grpc::Status::OK;
 }
 

@@ -8,8 +8,14 @@
 // retransmits) and reports the peer unreachable; a snapshot message reports whether it
 // was written (ReportSnapshot), as the core expects.
 //
+// Snapshots: SendSnapshot() streams a MsgSnap with the state machine checkpoint over the
+// SendSnapshot RPC (snapshot_stream.h), on a thread of the peer's own, at most one at a
+// time (a newer one replaces one not yet started), and reports the outcome.
+//
 // Receiving: service() is the gRPC service peers stream to; each message is checked (the
-// sender's cluster id, well-formed types) and handed to the sink.
+// sender's cluster id, well-formed types) and handed to the sink. A snapshot stream is
+// checked and written under Options::snapshot_dir (at ReceivedSnapshotPath) before its
+// MsgSnap goes to the sink.
 //
 // Threads: every public method may be called from any thread. Sink calls come from the
 // sender threads and gRPC's threads. The sink must outlive the transport.
@@ -18,6 +24,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -50,6 +57,9 @@ class PeerTransport : public Transport {
     // TEST ONLY (--test-peer-faults): a file naming the peers to cut off, both ways (see
     // peer_faults.h). Empty: none.
     std::string test_faults_file;
+    // Where received snapshots are written; empty: snapshots are refused.
+    std::string snapshot_dir;
+    size_t snapshot_chunk_bytes = 1 << 20;
   };
 
   PeerTransport(const Options& options, MessageSink* sink);
@@ -62,6 +72,7 @@ class PeerTransport : public Transport {
   void Stop();
 
   void Send(std::vector<raft::Message> messages) override;
+  void SendSnapshot(raft::Message m, std::string checkpoint_dir) override;
   // The peers that took a batch within the last `within` (and none failed since), by id.
   // A leader writes to every peer each heartbeat, so it knows which are up.
   std::vector<uint64_t> ReachablePeers(absl::Duration within);
@@ -73,16 +84,24 @@ class PeerTransport : public Transport {
 
   class Service final : public kvstore::raftpb::RaftPeer::Service {
    public:
-    Service(uint64_t cluster_id, MessageSink* sink, PeerFaults* faults)
-        : cluster_id_(cluster_id), sink_(sink), faults_(faults) {}
+    Service(uint64_t cluster_id, std::string snapshot_dir, MessageSink* sink, PeerFaults* faults)
+        : cluster_id_(cluster_id),
+          snapshot_dir_(std::move(snapshot_dir)),
+          sink_(sink),
+          faults_(faults) {}
     grpc::Status Send(grpc::ServerContext* ctx,
                       grpc::ServerReader<kvstore::raftpb::MessageBatch>* r,
                       kvstore::raftpb::SendResponse* resp) override;
+    grpc::Status SendSnapshot(grpc::ServerContext* ctx,
+                              grpc::ServerReader<kvstore::raftpb::SnapshotChunk>* r,
+                              kvstore::raftpb::SnapshotResponse* resp) override;
 
    private:
     const uint64_t cluster_id_;
+    const std::string snapshot_dir_;
     MessageSink* const sink_;
     PeerFaults* const faults_;  // null unless testing
+    std::atomic<uint64_t> next_stream_{1};
   };
 
   const Options options_;

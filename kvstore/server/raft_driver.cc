@@ -24,10 +24,10 @@ absl::StatusOr<std::unique_ptr<RaftDriver>> RaftDriver::Create(const Options& op
   c.heartbeat_tick = 1;
   c.storage = log;
   c.seed = options.seed;
-  // Entries the state machine already holds are not handed out again; an applied index
-  // beyond the persisted commit (both writes were in flight at a crash) is clamped by the
-  // core, and Apply() below skips what the state machine has.
-  c.applied = std::max(sm->AppliedIndex(), log->FirstIndex() - 1);
+  // The core replays the committed entries after the log's snapshot, so that the
+  // configuration changes among them take effect again (its configuration starts as the
+  // snapshot's); Apply() below skips what the state machine already holds.
+  c.applied = std::max(log->snapshot_meta().index, log->FirstIndex() - 1);
   absl::StatusOr<std::unique_ptr<raft::Node>> node = raft::Node::Create(c);
   if (!node.ok()) return node.status();
   return std::unique_ptr<RaftDriver>(
@@ -208,17 +208,17 @@ void RaftDriver::RunOnce() {
   while (node_->HasReady()) {
     changed = true;
     raft::Ready rd = node_->GetReady();
+    // The state first: a crash in between leaves a state machine ahead of its log, which
+    // a restart handles (entries it holds are skipped); the other order would leave a log
+    // that starts after what the state machine holds.
+    if (!rd.snapshot.IsEmpty()) InstallSnapshot(rd.snapshot);
     const absl::Time save_start = clock_->Now();
     if (absl::Status s = log_->Save(rd); !s.ok()) {
       // What reached the disk is unknown; carrying on could acknowledge a lost write.
       spdlog::critical("raft log write failed, stopping: {}", s.ToString());
       std::abort();
     }
-    if (!rd.snapshot.IsEmpty()) {
-      spdlog::critical("received a snapshot at index {}, which this member cannot install yet",
-                       rd.snapshot.meta.index);
-      std::abort();
-    }
+    if (!rd.snapshot.IsEmpty()) applied_.store(rd.snapshot.meta.index, std::memory_order_release);
     ServerMetrics* m = options_.metrics;
     if (m != nullptr && rd.must_sync)
       m->wal_fsync_seconds->ObserveDuration(clock_->Now() - save_start);
@@ -230,6 +230,14 @@ void RaftDriver::RunOnce() {
       }
     }
     if (rd.soft_state) last_leader_ = rd.soft_state->leader;
+    if (transport_ != nullptr && options_.snapshotter != nullptr) {
+      auto is_snap = [](const raft::Message& m) { return m.type == raft::MessageType::kSnap; };
+      for (raft::Message& m : rd.messages) {
+        if (is_snap(m)) SendSnapshot(std::move(m));
+      }
+      rd.messages.erase(std::remove_if(rd.messages.begin(), rd.messages.end(), is_snap),
+                        rd.messages.end());
+    }
     if (transport_ != nullptr && !rd.messages.empty()) transport_->Send(std::move(rd.messages));
     const uint64_t already = sm_->AppliedIndex();
     const absl::Time apply_start = clock_->Now();
@@ -248,7 +256,86 @@ void RaftDriver::RunOnce() {
     node_->Advance();
     ResolveReads();
   }
-  if (changed) PublishStatus();
+  if (changed) {
+    MaybeSnapshot();
+    PublishStatus();
+  }
+}
+
+void RaftDriver::InstallSnapshot(const raft::Snapshot& snap) {
+  if (options_.snapshotter == nullptr) {
+    spdlog::critical("received a snapshot at index {}, which this member cannot install",
+                     snap.meta.index);
+    std::abort();
+  }
+  const absl::Time start = clock_->Now();
+  if (absl::Status s = options_.snapshotter->Install(snap); !s.ok()) {
+    // The log must not record a snapshot whose state the state machine lacks.
+    spdlog::critical("installing the snapshot at index {} failed, stopping: {}",
+                     snap.meta.index, s.ToString());
+    std::abort();
+  }
+  spdlog::info("installed the snapshot at index {} (term {}) in {}", snap.meta.index,
+               snap.meta.term, absl::FormatDuration(clock_->Now() - start));
+}
+
+void RaftDriver::SendSnapshot(raft::Message m) {
+  // The core asked for its stored snapshot, whose state is long gone from the state
+  // machine: send the state as it is now, with the metadata that matches it. The
+  // follower answers with the index it reached, which moves it past the core's snapshot.
+  const uint64_t index = sm_->AppliedIndex();
+  absl::StatusOr<uint64_t> term = log_->Term(index);
+  absl::StatusOr<std::string> dir =
+      term.ok() ? options_.snapshotter->Checkpoint() : absl::StatusOr<std::string>(term.status());
+  if (!dir.ok()) {
+    spdlog::error("cannot make a snapshot for {:x}: {}", m.to, dir.status().ToString());
+    node_->ReportSnapshot(m.to, false);
+    return;
+  }
+  m.snapshot.meta.index = index;
+  m.snapshot.meta.term = *term;
+  m.snapshot.meta.conf_state = node_->Status().conf_state;
+  m.snapshot.data = options_.snapshotter->SnapshotData();
+  spdlog::info("sending a snapshot at index {} (term {}) to {:x}", index, *term, m.to);
+  transport_->SendSnapshot(std::move(m), std::move(*dir));
+}
+
+void RaftDriver::MaybeSnapshot() {
+  Snapshotter* const snapshotter = options_.snapshotter;
+  if (snapshotter == nullptr || options_.snapshot_count == 0) return;
+  const uint64_t applied = sm_->AppliedIndex();
+  const uint64_t last = log_->snapshot_meta().index;
+  if (applied < last + options_.snapshot_count) return;
+  const absl::Time start = clock_->Now();
+  absl::StatusOr<uint64_t> durable = snapshotter->Flush();
+  if (!durable.ok()) {
+    spdlog::error("flushing the state machine failed: {}", durable.status().ToString());
+    return;
+  }
+  // Flush() ran on this thread after every applied entry: the durable index is the applied
+  // one, and the core's configuration is the one at it.
+  if (*durable != applied || *durable <= last) {
+    spdlog::warn("state machine durable at {}, applied {}: no snapshot", *durable, applied);
+    return;
+  }
+  const raft::ConfState cs = node_->Status().conf_state;
+  if (absl::Status s = log_->CreateSnapshot(*durable, cs, ""); !s.ok()) {
+    spdlog::error("recording the snapshot at {} failed: {}", *durable, s.ToString());
+    return;
+  }
+  // Never above the durable index: a crash may take the state machine back to it, and the
+  // log must then hold everything after it.
+  const uint64_t compact = *durable > options_.catchup_entries
+                               ? *durable - options_.catchup_entries
+                               : 0;
+  if (compact >= log_->FirstIndex()) {
+    if (absl::Status s = log_->Compact(compact); !s.ok()) {
+      spdlog::error("compacting the raft log to {} failed: {}", compact, s.ToString());
+      return;
+    }
+  }
+  spdlog::info("snapshot at index {}; raft log starts at {} ({})", *durable, log_->FirstIndex(),
+               absl::FormatDuration(clock_->Now() - start));
 }
 
 void RaftDriver::HandleReadStates(const std::vector<raft::ReadState>& states) {

@@ -8,6 +8,12 @@
 // together, so that many client writes share one fsync (group commit). Linearizable read
 // requests that queue up likewise share one ReadIndex round.
 //
+// Snapshots (with a Snapshotter): every snapshot_count applied entries the driver flushes
+// the state machine, records a Raft snapshot at the durable index and compacts the log
+// behind it; a MsgSnap the core emits goes out with a fresh checkpoint of the state
+// machine (Transport::SendSnapshot); a snapshot in a Ready is installed in the state
+// machine before the log records it.
+//
 // Threads: every public method may be called from any thread. The node, the log store and
 // the StateMachine are used only on the driver thread. Callbacks run on the driver thread
 // and must not block.
@@ -28,6 +34,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -49,11 +56,36 @@ class StateMachine {
   virtual uint64_t AppliedIndex() const = 0;
 };
 
+// How the driver snapshots the state machine, and installs the state a leader sent. Called
+// on the driver thread only, between applying one Ready's entries and the next's.
+class Snapshotter {
+ public:
+  virtual ~Snapshotter() = default;
+  // Persists everything applied so far; returns the applied index that is now durable.
+  virtual absl::StatusOr<uint64_t> Flush() = 0;
+  // Writes a consistent copy of the state machine, at its AppliedIndex(), into a new
+  // directory for a peer, and returns that directory (the transport deletes it once sent).
+  virtual absl::StatusOr<std::string> Checkpoint() = 0;
+  // What a snapshot message carries besides the state machine (the member list), as of
+  // AppliedIndex(); Install() gets it back in snap.data.
+  virtual std::string SnapshotData() = 0;
+  // Replaces the state machine by the state the transport received with `snap`; after it
+  // AppliedIndex() == snap.meta.index. Durable before it returns.
+  virtual absl::Status Install(const raft::Snapshot& snap) = 0;
+};
+
 // Carries messages to peers (a single member needs none).
 class Transport {
  public:
   virtual ~Transport() = default;
   virtual void Send(std::vector<raft::Message> messages) = 0;
+  // Sends `m`, a MsgSnap, together with the state machine copy in `checkpoint_dir`, which
+  // the transport now owns (and deletes), and reports the outcome through the sink's
+  // ReportSnapshot. By default only the message goes.
+  virtual void SendSnapshot(raft::Message m, std::string checkpoint_dir) {
+    (void)checkpoint_dir;
+    Send({std::move(m)});
+  }
 };
 
 // Where a transport delivers what arrives from peers, and how sending went: the driver in
@@ -97,6 +129,14 @@ class RaftDriver : public MessageSink {
     absl::Duration read_retry = absl::Seconds(1);
     // Not owned; may be null.
     ServerMetrics* metrics = nullptr;
+    // Not owned; null: the log is never compacted and a snapshot from a leader is fatal.
+    Snapshotter* snapshotter = nullptr;
+    // etcd's --snapshot-count: once this many entries were applied since the last
+    // snapshot, the driver takes one at the state machine's durable index, and compacts
+    // the log up to catchup_entries before it (etcd's snapshot-catchup-entries), so that
+    // a follower that is only a little behind gets entries, not a snapshot.
+    uint64_t snapshot_count = 100000;
+    uint64_t catchup_entries = 5000;
   };
 
   // REQUIRES: `log` holds a bootstrapped or restarted member's state.
@@ -145,6 +185,12 @@ class RaftDriver : public MessageSink {
   // One pass of the loop: takes queued work, ticks, and works off every Ready.
   void RunOnce() ABSL_LOCKS_EXCLUDED(mu_);
   void HandleReadStates(const std::vector<raft::ReadState>& states);
+  // Replaces the state machine by a snapshot's state (before the log records it).
+  void InstallSnapshot(const raft::Snapshot& snap);
+  // Sends a MsgSnap with a fresh checkpoint of the state machine, at its applied index.
+  void SendSnapshot(raft::Message m);
+  // Takes a snapshot and compacts the log once snapshot_count entries were applied.
+  void MaybeSnapshot();
   void ResolveReads();
   void PublishStatus() ABSL_LOCKS_EXCLUDED(mu_);
   void FailEverything(const absl::Status& s) ABSL_LOCKS_EXCLUDED(mu_);

@@ -169,6 +169,92 @@ TEST_F(RaftDriverTest, RestartReplaysOnlyWhatTheStateMachineLacks) {
   EXPECT_EQ(replayed.back(), "a9");
 }
 
+// Applies in memory like the MVCC store without a WAL: AppliedIndex() is what it holds
+// now, Flush() makes it durable; a "crash" keeps only what was flushed.
+class FlushingStateMachine : public StateMachine, public Snapshotter {
+ public:
+  explicit FlushingStateMachine(uint64_t durable = 0) : last_(durable), durable_(durable) {}
+  void Apply(const raft::Entry& e) override {
+    absl::MutexLock l(&mu_);
+    EXPECT_EQ(e.index, last_ + 1);
+    if (!e.data.empty()) applied_.push_back(e.data);
+    last_ = e.index;
+  }
+  uint64_t AppliedIndex() const override {
+    absl::MutexLock l(&mu_);
+    return last_;
+  }
+  absl::StatusOr<uint64_t> Flush() override {
+    absl::MutexLock l(&mu_);
+    durable_ = last_;
+    return durable_;
+  }
+  absl::StatusOr<std::string> Checkpoint() override {
+    return absl::UnimplementedError("one member");
+  }
+  std::string SnapshotData() override { return ""; }
+  absl::Status Install(const raft::Snapshot&) override {
+    return absl::UnimplementedError("one member");
+  }
+  std::vector<std::string> applied() const {
+    absl::MutexLock l(&mu_);
+    return applied_;
+  }
+  uint64_t durable() const {
+    absl::MutexLock l(&mu_);
+    return durable_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> applied_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t durable_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST_F(RaftDriverTest, SnapshotsAtTheDurableIndexAndCompactsBehindIt) {
+  RaftDriver::Options o = FastOptions();
+  o.snapshot_count = 20;
+  o.catchup_entries = 5;
+  uint64_t snapshot_index = 0;
+  uint64_t last_index = 0;
+  {
+    auto log = OpenLog(/*bootstrap=*/true);
+    FlushingStateMachine sm(/*durable=*/1);
+    o.snapshotter = &sm;
+    auto driver = RaftDriver::Create(o, log.get(), &sm, nullptr, common::RealClock::Get());
+    ASSERT_TRUE(driver.ok()) << driver.status();
+    (*driver)->Start();
+    ASSERT_TRUE(WaitFor([&] { return (*driver)->Status().role == raft::Role::kLeader; }));
+    for (int i = 0; i < 100; ++i) (*driver)->Propose("p" + std::to_string(i), [](absl::Status) {});
+    ASSERT_TRUE(WaitFor([&] { return sm.applied().size() == 100; }));
+    // Fewer than snapshot_count: these stay after the last snapshot.
+    for (int i = 0; i < 5; ++i) (*driver)->Propose("q" + std::to_string(i), [](absl::Status) {});
+    ASSERT_TRUE(WaitFor([&] { return sm.applied().size() == 105; }));
+    (*driver)->Stop();
+    snapshot_index = log->snapshot_meta().index;
+    last_index = log->LastIndex();
+    EXPECT_GE(snapshot_index, 80u);
+    EXPECT_EQ(snapshot_index, sm.durable());  // the last flush is the snapshot
+    EXPECT_EQ(log->snapshot_meta().conf_state.voters, std::vector<uint64_t>{1});
+    EXPECT_EQ(log->FirstIndex(), snapshot_index - 5 + 1);
+  }
+  // A crash took the state machine back to the snapshot: the log, compacted behind it,
+  // still holds everything after it, and the driver replays exactly that.
+  auto log = OpenLog(/*bootstrap=*/false);
+  FlushingStateMachine sm(snapshot_index);
+  o.snapshotter = &sm;
+  auto driver = RaftDriver::Create(o, log.get(), &sm, nullptr, common::RealClock::Get());
+  ASSERT_TRUE(driver.ok()) << driver.status();
+  (*driver)->Start();
+  ASSERT_TRUE(WaitFor([&] { return sm.AppliedIndex() >= last_index; }));
+  (*driver)->Stop();
+  const std::vector<std::string> replayed = sm.applied();
+  EXPECT_EQ(replayed.size(), last_index - snapshot_index);
+  ASSERT_GE(replayed.size(), 5u);
+  EXPECT_EQ(replayed.back(), "q4");
+}
+
 TEST_F(RaftDriverTest, ProposalsAfterStopFailWithStopped) {
   auto log = OpenLog(/*bootstrap=*/true);
   RecordingStateMachine sm;

@@ -32,6 +32,7 @@ absl::Status MvccStore::Compact(int64_t rev, std::optional<uint64_t> applied_ind
 }
 
 absl::Status MvccStore::ScheduleCompaction(int64_t rev, std::optional<uint64_t> applied_index) {
+  absl::ReaderMutexLock swap(&swap_mu_);
   {
     absl::MutexLock l(&mu_);
     if (rev <= (ever_compacted_ ? compacted_revision_ : -1)) return CompactedError();
@@ -53,6 +54,7 @@ absl::Status MvccStore::ScheduleCompaction(int64_t rev, std::optional<uint64_t> 
 }
 
 absl::Status MvccStore::RunCompaction() {
+  absl::ReaderMutexLock swap(&swap_mu_);
   absl::MutexLock run(&compaction_mu_);
   while (true) {
     int64_t target = 0;

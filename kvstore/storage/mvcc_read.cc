@@ -80,6 +80,7 @@ class RangeCollector {
 
 absl::StatusOr<RangeResult> MvccStore::Range(std::string_view key, std::string_view range_end,
                                              const RangeOptions& options) const {
+  absl::ReaderMutexLock swap(&swap_mu_);
   const ReadView view = CurrentView();
   int64_t rev = options.revision;
   if (rev > view.revision) return FutureRevisionError();
@@ -251,6 +252,7 @@ absl::StatusOr<EventsResult> MvccStore::Events(int64_t start_rev, int64_t end_re
                                                std::string_view key, std::string_view range_end,
                                                const EventsOptions& options) const {
   if (start_rev < 1) return absl::InvalidArgumentError("mvcc: events start at revision 1");
+  absl::ReaderMutexLock swap(&swap_mu_);
   const ReadView view = CurrentView();
   if (start_rev < view.compacted) return CompactedError();
   int64_t stop = view.revision + 1;
@@ -342,6 +344,7 @@ absl::StatusOr<EventsResult> MvccStore::Events(int64_t start_rev, int64_t end_re
 }
 
 absl::StatusOr<KvHash> MvccStore::HashKV(int64_t rev) const {
+  absl::ReaderMutexLock swap(&swap_mu_);
   const ReadView view = CurrentView();
   if (rev < 0) return absl::InvalidArgumentError("mvcc: negative revision");
   if (rev > 0 && rev <= view.compacted) return CompactedError();

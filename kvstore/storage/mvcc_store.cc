@@ -1,5 +1,10 @@
 #include "kvstore/storage/mvcc_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "absl/memory/memory.h"
@@ -242,6 +247,31 @@ absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(const std::string& di
   if (options.compaction_batch_size <= 0) {
     return absl::InvalidArgumentError("mvcc: compaction_batch_size must be positive");
   }
+  // A ReplaceWith() that a crash interrupted: undone before the new store moved in,
+  // finished after.
+  std::error_code ec;
+  const std::string old = dir + ".old";
+  if (std::filesystem::exists(old, ec)) {
+    if (!std::filesystem::exists(dir, ec)) {
+      std::filesystem::rename(old, dir, ec);
+    } else {
+      std::filesystem::remove_all(old, ec);
+    }
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "mvcc: cannot recover the interrupted replacement of \"", dir, "\": ", ec.message()));
+    }
+  }
+  absl::StatusOr<std::unique_ptr<rocksdb::DB>> db = OpenDb(dir);
+  if (!db.ok()) return db.status();
+  std::unique_ptr<MvccStore> store =
+      absl::WrapUnique(new MvccStore(dir, options, std::move(*db)));
+  absl::Status loaded = store->LoadMeta();
+  if (!loaded.ok()) return loaded;
+  return store;
+}
+
+absl::StatusOr<std::unique_ptr<rocksdb::DB>> MvccStore::OpenDb(const std::string& dir) {
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
   // Writes are not synced: after a crash RocksDB replays the WAL up to the last whole batch,
@@ -258,11 +288,66 @@ absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(const std::string& di
     return absl::FailedPreconditionError(
         absl::StrCat("mvcc: cannot open data dir \"", dir, "\": ", s.ToString()));
   }
-  std::unique_ptr<MvccStore> store =
-      absl::WrapUnique(new MvccStore(dir, options, std::unique_ptr<rocksdb::DB>(raw)));
-  absl::Status loaded = store->LoadMeta();
-  if (!loaded.ok()) return loaded;
-  return store;
+  return std::unique_ptr<rocksdb::DB>(raw);
+}
+
+namespace {
+
+// Makes renames in `dir` durable.
+absl::Status SyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return absl::InternalError(absl::StrCat("mvcc: cannot open ", dir));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return absl::InternalError(absl::StrCat("mvcc: cannot sync ", dir));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MvccStore::ReplaceWith(const std::string& checkpoint_dir) {
+  absl::WriterMutexLock swap(&swap_mu_);
+  {
+    absl::MutexLock l(&mu_);
+    if (writer_active_) {
+      return absl::FailedPreconditionError("mvcc: cannot replace the store during a write");
+    }
+    snapshot_.reset();
+  }
+  db_->Close().PermitUncheckedError();
+  db_.reset();
+  const std::string old = dir_ + ".old";
+  const std::string parent = std::filesystem::path(dir_).parent_path().string();
+  std::error_code ec;
+  std::filesystem::remove_all(old, ec);
+  std::filesystem::rename(dir_, old, ec);
+  if (!ec) {
+    std::filesystem::rename(checkpoint_dir, dir_, ec);
+    if (ec) {
+      std::error_code back;
+      std::filesystem::rename(old, dir_, back);
+    }
+  }
+  absl::Status replaced =
+      ec ? absl::InternalError(absl::StrCat("mvcc: cannot move ", checkpoint_dir, " to ", dir_,
+                                            ": ", ec.message()))
+         : SyncDir(parent);
+  absl::StatusOr<std::unique_ptr<rocksdb::DB>> db = OpenDb(dir_);
+  if (replaced.ok()) replaced = db.status();
+  if (!replaced.ok() && !ec) {
+    // The new store does not open (or its move is not durable): put the old one back.
+    db = absl::UnknownError("not reopened");
+    std::error_code back;
+    std::filesystem::remove_all(dir_, back);
+    std::filesystem::rename(old, dir_, back);
+    SyncDir(parent).IgnoreError();
+    db = OpenDb(dir_);
+  }
+  if (!db.ok()) return db.status();  // neither opens: the store is unusable
+  db_ = std::move(*db);
+  if (absl::Status s = LoadMeta(); !s.ok()) return s;
+  if (replaced.ok()) std::filesystem::remove_all(old, ec);
+  return replaced;
 }
 
 absl::Status MvccStore::LoadMeta() {
@@ -398,6 +483,7 @@ absl::Status MvccStore::Commit(WriteTxn* txn) {
 // --- Leases and files --------------------------------------------------------------------
 
 absl::StatusOr<std::vector<std::string>> MvccStore::KeysWithLease(int64_t lease) const {
+  absl::ReaderMutexLock swap(&swap_mu_);
   const ReadView view = CurrentView();
   rocksdb::ReadOptions ro;
   ro.snapshot = view.snapshot.get();
@@ -412,6 +498,7 @@ absl::StatusOr<std::vector<std::string>> MvccStore::KeysWithLease(int64_t lease)
 }
 
 absl::StatusOr<std::vector<LeaseRecord>> MvccStore::Leases() const {
+  absl::ReaderMutexLock swap(&swap_mu_);
   const ReadView view = CurrentView();
   rocksdb::ReadOptions ro;
   ro.snapshot = view.snapshot.get();
@@ -436,6 +523,7 @@ absl::StatusOr<std::vector<LeaseRecord>> MvccStore::Leases() const {
 }
 
 absl::StatusOr<std::vector<LeaseKey>> MvccStore::AllLeaseKeys() const {
+  absl::ReaderMutexLock swap(&swap_mu_);
   const ReadView view = CurrentView();
   rocksdb::ReadOptions ro;
   ro.snapshot = view.snapshot.get();
@@ -463,6 +551,7 @@ rocksdb::WriteOptions MvccStore::WriteOpts() const {
 }
 
 absl::StatusOr<uint64_t> MvccStore::Flush() {
+  absl::ReaderMutexLock swap(&swap_mu_);
   // Whatever is committed when the flush starts is in it: read the index first.
   const uint64_t applied = AppliedIndex();
   rocksdb::FlushOptions fo;
@@ -472,6 +561,7 @@ absl::StatusOr<uint64_t> MvccStore::Flush() {
 }
 
 absl::Status MvccStore::CreateCheckpoint(const std::string& dir) const {
+  absl::ReaderMutexLock swap(&swap_mu_);
   rocksdb::Checkpoint* raw = nullptr;
   rocksdb::Status s = rocksdb::Checkpoint::Create(db_.get(), &raw);
   if (!s.ok()) return FromRocks(s, "creating a checkpoint");
@@ -480,6 +570,7 @@ absl::Status MvccStore::CreateCheckpoint(const std::string& dir) const {
 }
 
 absl::Status MvccStore::Defragment() {
+  absl::ReaderMutexLock swap(&swap_mu_);
   rocksdb::CompactRangeOptions options;
   // Rewrite the last level too, so that tombstones and dropped history leave the files.
   options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
@@ -490,6 +581,7 @@ absl::Status MvccStore::BumpRevision(int64_t amount) {
   if (amount < 0) return absl::InvalidArgumentError("mvcc: the revision cannot move back");
   // Holding the writer slot keeps every other write transaction out while the revision moves.
   WriteTxn writer = BeginWrite();
+  absl::ReaderMutexLock swap(&swap_mu_);
   const int64_t revision = writer.Revision() + amount;
   const rocksdb::WriteOptions wo = WriteOpts();
   rocksdb::Status s = db_->Put(wo, MetaKey(kMetaRevision), EncodeBigEndian64(revision));
@@ -502,6 +594,7 @@ absl::Status MvccStore::BumpRevision(int64_t amount) {
 }
 
 uint64_t MvccStore::ApproximateSizeBytes() const {
+  absl::ReaderMutexLock swap(&swap_mu_);
   uint64_t sst = 0;
   uint64_t memtables = 0;
   if (!db_->GetIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &sst)) sst = 0;

@@ -223,7 +223,9 @@ class WriteTxn {
 // accessors, CreateCheckpoint) may run on any number of threads at once, concurrently with one
 // writer and with RunCompaction(). Writes (BeginWrite, Compact, ScheduleCompaction) come from
 // one thread, the server's apply thread, in Raft log order. RunCompaction() may run on a
-// thread of its own. No call may be in flight when the store is destroyed.
+// thread of its own. No call may be in flight when the store is destroyed. ReplaceWith()
+// (installing a Raft snapshot) comes from the writer's thread and waits for the reads in
+// flight; reads that start meanwhile wait for it, then see the new store.
 class MvccStore {
  public:
   // Opens or creates the store in `dir` (created if missing; its parent must exist). Fails
@@ -296,6 +298,14 @@ class MvccStore {
   // Persists everything committed so far (a memtable flush) and returns the applied index
   // that is now durable even without the write-ahead log.
   absl::StatusOr<uint64_t> Flush();
+  // Replaces the whole store by the one in `checkpoint_dir` (a CreateCheckpoint() copy, say
+  // one a Raft snapshot brought from the leader), which is moved into this store's
+  // directory: the old directory is kept as "<dir>.old" until the new one is open, and
+  // Open() finishes or undoes a replacement a crash interrupted. On failure the old store
+  // stays (or is reopened) in place.
+  // REQUIRES: called on the writer's thread with no WriteTxn open.
+  absl::Status ReplaceWith(const std::string& checkpoint_dir);
+  const std::string& dir() const { return dir_; }
   // Approximate bytes on disk (etcd's db size in Status).
   uint64_t ApproximateSizeBytes() const;
 
@@ -324,6 +334,8 @@ class MvccStore {
 
   MvccStore(std::string dir, const MvccStoreOptions& options, std::unique_ptr<rocksdb::DB> db);
 
+  // Opens the RocksDB database in `dir`.
+  static absl::StatusOr<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& dir);
   absl::Status LoadMeta();
   rocksdb::WriteOptions WriteOpts() const;
   std::shared_ptr<const rocksdb::Snapshot> TakeSnapshot();
@@ -354,6 +366,9 @@ class MvccStore {
 
   const std::string dir_;
   const MvccStoreOptions options_;
+  // Held shared by every call that uses db_ from a thread other than the writer's, and
+  // exclusively by ReplaceWith(), which replaces db_. Acquired before everything else.
+  mutable absl::Mutex swap_mu_ ABSL_ACQUIRED_BEFORE(compaction_mu_, mu_);
   // Declared before everything that holds snapshots of it.
   std::unique_ptr<rocksdb::DB> db_;
 

@@ -961,6 +961,69 @@ TEST_F(MvccStoreTest, CheckpointOpensAsTheSameStore) {
   EXPECT_GT(store_->ApproximateSizeBytes(), 0u);
 }
 
+TEST_F(MvccStoreTest, ReplaceWithSwapsInACheckpointUnderConcurrentReaders) {
+  // The checkpoint of another store at applied index 500 replaces this one in place.
+  const std::string other_dir = dir_.path() + "/other";
+  {
+    absl::StatusOr<std::unique_ptr<MvccStore>> other = MvccStore::Open(other_dir);
+    ASSERT_TRUE(other.ok()) << other.status();
+    for (int i = 0; i < 50; ++i) {
+      WriteTxn txn = (*other)->BeginWrite();
+      ASSERT_TRUE(txn.Put(absl::StrCat("k", i), "v").ok());
+      txn.SetAppliedIndex(500);
+      ASSERT_OK(txn.End());
+    }
+    ASSERT_OK((*other)->CreateCheckpoint(dir_.path() + "/copy"));
+  }
+  Put("a", "1");
+  std::atomic<bool> done{false};
+  std::atomic<int> reads{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      absl::StatusOr<RangeResult> r = store_->Range("", std::string(1, '\0'));
+      EXPECT_TRUE(r.ok()) << r.status();
+      reads.fetch_add(1);
+    }
+  });
+  while (reads.load() < 10) std::this_thread::yield();
+  ASSERT_OK(store_->ReplaceWith(dir_.path() + "/copy"));
+  const int before = reads.load();
+  while (reads.load() < before + 10) std::this_thread::yield();
+  done = true;
+  reader.join();
+  EXPECT_EQ(store_->AppliedIndex(), 500u);
+  EXPECT_EQ(store_->CurrentRevision(), 51);
+  absl::StatusOr<RangeResult> all = store_->Range("", std::string(1, '\0'));
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->count, 50);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/copy"));
+  EXPECT_FALSE(std::filesystem::exists(DbDir() + ".old"));
+  Put("b", "1");
+  Reopen();
+  EXPECT_EQ(store_->CurrentRevision(), 52);
+
+  // A replacement that does not open leaves the store as it was.
+  std::filesystem::create_directories(dir_.path() + "/garbage/CURRENT");
+  EXPECT_FALSE(store_->ReplaceWith(dir_.path() + "/garbage").ok());
+  EXPECT_EQ(store_->CurrentRevision(), 52);
+  EXPECT_EQ(store_->AppliedIndex(), 500u);
+}
+
+TEST_F(MvccStoreTest, OpenFinishesOrUndoesAnInterruptedReplacement) {
+  Put("a", "1");
+  Close();
+  // Crashed after the old store moved aside, before the new one moved in: undone.
+  std::filesystem::rename(DbDir(), DbDir() + ".old");
+  Reopen();
+  EXPECT_EQ(store_->CurrentRevision(), 2);
+  // Crashed after the new one moved in: the old one goes.
+  Close();
+  std::filesystem::create_directories(DbDir() + ".old");
+  Reopen();
+  EXPECT_FALSE(std::filesystem::exists(DbDir() + ".old"));
+  EXPECT_EQ(store_->CurrentRevision(), 2);
+}
+
 // --- Leases ------------------------------------------------------------------------------
 
 TEST_F(MvccStoreTest, LeaseIndexFollowsPutsAndDeletes) {

@@ -1,0 +1,208 @@
+"""Snapshots in a three-member cluster on loopback: with a small --snapshot-count every
+member compacts its Raft log; a member stopped meanwhile comes back behind the leader's
+log, receives a snapshot (a RocksDB checkpoint streamed in checksummed chunks), installs
+it and catches up; a member SIGKILLed after compacting its own log replays it from its
+durable MVCC index; every member ends with the same HashKV.
+
+    /usr/bin/python3 test/cluster/cluster_snapshot_test.py --kvstore build/bin/kvstore \\
+        --stubs build/test/compat/pb
+
+Members are started by test/compat/members.py (free ports, a directory each, killed by
+pid). kvstore only: the catch-up flag is etcd 3.5's, not 3.4's.
+"""
+
+import os
+import re
+import sys
+import time
+import unittest
+
+import grpc
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compat"))
+import members  # noqa: E402
+
+ARGS = None
+rpc_pb2 = rpc_pb2_grpc = None
+
+BUDGET_S = 120
+SNAPSHOT_COUNT = 100
+CATCHUP = 50
+# SNAPSHOT_TEST_KEYS=N measures a bigger snapshot (the leader logs its size and time).
+KEYS = int(os.environ.get("SNAPSHOT_TEST_KEYS", "1500"))
+FLAGS = (f"--snapshot-count={SNAPSHOT_COUNT}",
+         f"--experimental-snapshot-catchup-entries={CATCHUP}")
+
+
+class Client:
+    def __init__(self, member):
+        self.channel = grpc.insecure_channel(member.endpoint)
+        self.kv = rpc_pb2_grpc.KVStub(self.channel)
+        self.maintenance = rpc_pb2_grpc.MaintenanceStub(self.channel)
+
+    def close(self):
+        self.channel.close()
+
+
+def retry(what, fn, timeout, interval=0.05):
+    """fn() until it returns something other than None without an RPC error."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            out = fn()
+            if out is not None:
+                return out
+        except grpc.RpcError as e:
+            last = f"{e.code()}: {e.details()}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s (last: {last})")
+        time.sleep(interval)
+
+
+class ClusterSnapshotTest(unittest.TestCase):
+    def setUp(self):
+        self.started = time.monotonic()
+        self.cluster = members.Cluster("kvstore", ARGS.kvstore, size=3,
+                                       extra_flags=FLAGS).start()
+        self.names = [m.name for m in self.cluster.members]
+        self.clients = {}
+        for m in self.cluster.members:
+            self.clients[m.name] = Client(m)
+
+    def tearDown(self):
+        for c in self.clients.values():
+            c.close()
+        self.cluster.close()
+
+    def member(self, name):
+        return self.cluster.members[self.names.index(name)]
+
+    def reconnect(self, name):
+        self.clients[name].close()
+        self.clients[name] = Client(self.member(name))
+
+    def remaining(self):
+        return max(1.0, BUDGET_S - (time.monotonic() - self.started))
+
+    def wait_leader(self, names, timeout):
+        by_id = {v: k for k, v in self.cluster.ids().items()}
+
+        def agreed():
+            leaders = {self.clients[n].maintenance.Status(
+                rpc_pb2.StatusRequest(), timeout=1).leader for n in names}
+            if len(leaders) == 1 and 0 not in leaders:
+                leader = by_id.get(leaders.pop())
+                return leader if leader in names else None
+            return None
+
+        return retry(f"one leader among {names}", agreed, timeout)
+
+    def put_many(self, name, prefix, count, window=64):
+        """Puts prefix/0..count-1 through `name`, `window` requests in flight; returns the
+        last response."""
+        kv = self.clients[name].kv
+        last = None
+        for start in range(0, count, window):
+            futures = [kv.Put.future(rpc_pb2.PutRequest(key=f"{prefix}/{i:05d}".encode(),
+                                                        value=f"value-{i}".encode() * 4),
+                                     timeout=10)
+                       for i in range(start, min(count, start + window))]
+            for f in futures:
+                r = f.result()
+                if last is None or r.header.revision > last.header.revision:
+                    last = r
+        return last
+
+    def count(self, name, prefix):
+        r = self.clients[name].kv.Range(rpc_pb2.RangeRequest(
+            key=prefix + b"/", range_end=prefix + b"0", serializable=True, count_only=True),
+            timeout=5)
+        return r.count, r.header.revision
+
+    def assert_same_hash(self, revision):
+        hashes = {}
+        for n in self.names:
+            def at_revision():
+                _, rev = self.count(n, b"k")
+                return True if rev >= revision else None
+            retry(f"{n} at revision {revision}", at_revision, min(20, self.remaining()))
+            h = self.clients[n].maintenance.HashKV(
+                rpc_pb2.HashKVRequest(revision=revision), timeout=10)
+            hashes[n] = (h.hash, h.compact_revision)
+        self.assertEqual(len(set(hashes.values())), 1, hashes)
+
+    def test_lagging_member_gets_a_snapshot_and_compacted_member_restarts(self):
+        leader = self.wait_leader(self.names, 10)
+        followers = [n for n in self.names if n != leader]
+        lagging, other = followers
+
+        # A follower stops; the others write far past what the leader's log keeps.
+        self.member(lagging).stop()
+        t0 = time.monotonic()
+        last = self.put_many(leader, "k", KEYS)
+        sys.stderr.write(f"{KEYS} puts in {time.monotonic() - t0:.2f}s\n")
+        leader_log = self.member(leader).log_tail(2000)
+        self.assertIn("snapshot at index", leader_log)
+        starts = [int(x) for x in re.findall(r"raft log starts at (\d+)", leader_log)]
+        self.assertTrue(starts and starts[-1] > 100, starts)
+
+        # It comes back behind the leader's first index: a snapshot brings it up to date.
+        t0 = time.monotonic()
+        self.member(lagging).start(timeout=self.remaining(), keep_ports=True)
+        self.reconnect(lagging)
+        got = retry(f"{lagging} catching up",
+                    lambda: (lambda c: c if c[0] == KEYS else None)(self.count(lagging, b"k")),
+                    min(30, self.remaining()))
+        sys.stderr.write(f"{lagging} caught up in {time.monotonic() - t0:.2f}s\n")
+        self.assertEqual(got[0], KEYS)
+        self.assertIn("installed the snapshot at index", self.member(lagging).log_tail(400))
+        sent = re.findall(r"sent the snapshot at index \d+ to \w+: .*",
+                          self.member(leader).log_tail(2000))
+        self.assertTrue(sent, "the leader never sent a snapshot")
+        sys.stderr.write(f"leader: {sent[-1]}\n")
+        r = self.clients[lagging].kv.Range(rpc_pb2.RangeRequest(
+            key=f"k/{KEYS - 1:05d}".encode(), serializable=True), timeout=5)
+        self.assertEqual(r.kvs[0].value, f"value-{KEYS - 1}".encode() * 4)
+        self.assert_same_hash(last.header.revision)
+
+        # Writes after the snapshot reach it through the log again.
+        last = self.put_many(leader, "k2", 200)
+        retry(f"{lagging} after the snapshot",
+              lambda: True if self.count(lagging, b"k2")[0] == 200 else None,
+              min(20, self.remaining()))
+
+        # A member whose own log is compacted crashes (its MVCC store loses what was not
+        # flushed) and restarts: it replays from its durable index and catches up.
+        self.assertIn("snapshot at index", self.member(other).log_tail(2000))
+        self.member(other).kill()
+        last = self.put_many(leader, "k3", 300)
+        self.member(other).start(timeout=self.remaining(), keep_ports=True)
+        self.reconnect(other)
+        retry(f"{other} after its restart",
+              lambda: True if self.count(other, b"k3")[0] == 300 else None,
+              min(20, self.remaining()))
+        self.assertEqual(self.count(other, b"k")[0], KEYS)
+
+        # And the leader itself, SIGKILLed: another leads, it rejoins from its own log.
+        self.member(leader).kill()
+        new_leader = self.wait_leader(followers, 10)
+        last = self.put_many(new_leader, "k4", 100)
+        self.member(leader).start(timeout=self.remaining(), keep_ports=True)
+        self.reconnect(leader)
+        retry(f"{leader} after its restart",
+              lambda: True if self.count(leader, b"k4")[0] == 100 else None,
+              min(20, self.remaining()))
+        self.assert_same_hash(last.header.revision)
+
+
+def main():
+    global ARGS, rpc_pb2, rpc_pb2_grpc
+    ARGS = members.parse_args(__doc__)
+    _, rpc_pb2, rpc_pb2_grpc = members.import_stubs(ARGS.stubs)
+    unittest.main(verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
