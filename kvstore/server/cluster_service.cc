@@ -86,8 +86,10 @@ grpc::Status ClusterService::MemberAdd(grpc::ServerContext* ctx,
       return ToGrpcStatus(NotEnoughStartedMembersError());
     }
   }
+  // Only the leader talks to every member: a follower cannot tell who is reachable.
+  const bool leads = server_->driver().Status().role == raft::Role::kLeader;
   const std::vector<uint64_t> reachable = server_->ReachablePeers(kHealthInterval);
-  for (uint64_t id : other_voters) {
+  for (uint64_t id : leads ? other_voters : std::vector<uint64_t>{}) {
     if (std::find(reachable.begin(), reachable.end(), id) == reachable.end()) {
       return ToGrpcStatus(UnhealthyClusterError());
     }
@@ -137,8 +139,9 @@ grpc::Status ClusterService::MemberRemove(grpc::ServerContext* ctx,
     auto is_reachable = [&reachable](uint64_t id) {
       return std::find(reachable.begin(), reachable.end(), id) != reachable.end();
     };
+    const bool leads = server_->driver().Status().role == raft::Role::kLeader;
     const bool down = req->id() != server_->member_id() && !is_reachable(req->id());
-    if (!down) {
+    if (leads && !down) {
       int active = 0;
       for (uint64_t id : voters) active += (id == server_->member_id() || is_reachable(id));
       const int n = static_cast<int>(voters.size());
