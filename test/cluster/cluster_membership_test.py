@@ -257,6 +257,9 @@ class ErrorMessagesTest(unittest.TestCase):
                 return out
 
             got, want = errors(mine), errors(ref)
+            self.assertEqual(len(got), 7)
+            if os.environ.get("MEMBERSHIP_VERBOSE"):
+                sys.stderr.write(f"ours: {got}\netcd: {want}\n")
             for g, w in zip(got, want):
                 # etcdctl prints the member id, which differs; the message must not.
                 self.assertEqual(g[0], w[0], f"{g} vs etcd's {w}")
