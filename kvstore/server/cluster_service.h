@@ -7,7 +7,8 @@
 // MemberAdd, MemberRemove, MemberUpdate and MemberPromote check what etcd checks before it
 // proposes, with etcd's errors (invalid or taken peer URLs, unknown ids, more than one
 // learner, promoting a voter or a learner that lags the leader, and etcd's strict
-// reconfiguration check: a quorum of started, reachable voters must remain), then propose
+// reconfiguration check: a quorum of started, reachable voters must remain; whether a
+// peer is reachable is known only on the leader, which talks to all), then propose
 // the change through Raft (KvServer::ChangeMembers) and answer once this member applied
 // it, with the member list after it. A new member's id is etcd's: from its peer URLs, the
 // cluster token and the current time. Whether a learner is in sync with the leader is

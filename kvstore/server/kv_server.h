@@ -67,8 +67,9 @@ struct KvServerOptions {
   // etcd's --advertise-client-urls: what MemberList shows as this member's client URLs.
   std::vector<std::string> client_urls = {"http://localhost:2379"};
   // etcd's --initial-cluster (empty: this member alone, `name` at `peer_urls`) and
-  // --initial-cluster-state ("new", or "existing" to join a running cluster, which needs
-  // membership changes and is refused for now). Read only when the data directory is new.
+  // --initial-cluster-state ("new", or "existing" to join a running cluster after MemberAdd:
+  // the member list comes from the members named in --initial-cluster). Read only when the
+  // data directory is new.
   std::string initial_cluster;
   std::string initial_cluster_state = "new";
   // etcd's --listen-peer-urls: where the RaftPeer service listens. Empty: nowhere, which
