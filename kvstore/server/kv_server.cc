@@ -189,8 +189,8 @@ absl::StatusOr<InitialCluster> KvServer::FetchClusterFromPeers() const {
       ParseInitialCluster(options_.initial_cluster);
   if (!named.ok()) return named.status();
   if (!named->contains(options_.name)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("couldn't find local name \"", options_.name, "\" in the initial cluster configuration"));
+    return absl::InvalidArgumentError(absl::StrCat("couldn't find local name \"", options_.name,
+                                                   "\" in the initial cluster configuration"));
   }
   std::vector<std::string> self_urls = options_.peer_urls;
   std::sort(self_urls.begin(), self_urls.end());
@@ -229,8 +229,8 @@ absl::StatusOr<InitialCluster> KvServer::FetchClusterFromPeers() const {
         }
         if (cluster.member_id == 0) {
           return absl::FailedPreconditionError(absl::StrCat(
-              "error validating peerURLs: no member of cluster ",
-              absl::Hex(cluster.cluster_id), " has the peer URLs ", absl::StrJoin(self_urls, ","),
+              "error validating peerURLs: no member of cluster ", absl::Hex(cluster.cluster_id),
+              " has the peer URLs ", absl::StrJoin(self_urls, ","),
               " (add this member first: etcdctl member add)"));
         }
         return cluster;
@@ -679,8 +679,7 @@ void KvServer::OnMemberChange(const kvstore::internal::MemberChange& c) {
   }
 }
 
-absl::Status KvServer::ChangeMembers(kvstore::internal::MemberChange change,
-                                     absl::Time deadline) {
+absl::Status KvServer::ChangeMembers(kvstore::internal::MemberChange change, absl::Time deadline) {
   using kvstore::internal::MemberChange;
   // The core takes one configuration change at a time: let a joint one be left first.
   while (!driver_->Status().conf_state.voters_outgoing.empty()) {

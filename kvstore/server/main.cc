@@ -232,8 +232,7 @@ int main(int argc, char** argv) {
   // stops with an error).
   while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
     if ((*server)->Removed()) {
-      spdlog::error("kvstore {}: the member has been permanently removed from the cluster",
-                    name);
+      spdlog::error("kvstore {}: the member has been permanently removed from the cluster", name);
       grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
       (*server)->Stop();
       return 1;

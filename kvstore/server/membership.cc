@@ -342,9 +342,8 @@ absl::Status Membership::Add(const MemberInfo& member) {
       m.is_learner = member.is_learner;
       return true;
     }
-    members.push_back(MemberInfo{.id = member.id,
-                                 .peer_urls = member.peer_urls,
-                                 .is_learner = member.is_learner});
+    members.push_back(MemberInfo{
+        .id = member.id, .peer_urls = member.peer_urls, .is_learner = member.is_learner});
     return true;
   });
 }
