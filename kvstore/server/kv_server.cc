@@ -28,7 +28,12 @@ class KvServer::PeerInbox final : public MessageSink {
  public:
   explicit PeerInbox(KvServer* server) : server_(server) {}
   // Called only once the peer server runs, which starts after the driver exists.
-  void Step(raft::Message m) override { server_->driver_->Step(std::move(m)); }
+  void Step(raft::Message m) override {
+    // A removed member (restarted from an old data dir, or not yet stopped) must not
+    // disturb the cluster with its elections: as etcd, its messages are refused.
+    if (!server_->membership_->Contains(m.from)) return;
+    server_->driver_->Step(std::move(m));
+  }
   void ReportUnreachable(uint64_t id) override { server_->driver_->ReportUnreachable(id); }
   void ReportSnapshot(uint64_t id, bool ok) override { server_->driver_->ReportSnapshot(id, ok); }
 

@@ -320,6 +320,12 @@ absl::Status Membership::SetAttributes(uint64_t id, const std::string& name,
   return absl::OkStatus();
 }
 
+bool Membership::Contains(uint64_t id) const {
+  absl::MutexLock l(&mu_);
+  return std::any_of(members_.begin(), members_.end(),
+                     [id](const MemberInfo& m) { return m.id == id; });
+}
+
 template <typename F>
 absl::Status Membership::Mutate(F change) {
   absl::MutexLock w(&write_mu_);

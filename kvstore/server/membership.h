@@ -103,6 +103,7 @@ class Membership {
   std::vector<MemberInfo> Members() const ABSL_LOCKS_EXCLUDED(mu_);
   std::optional<MemberInfo> Find(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<uint64_t> Ids() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool Contains(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Records a member's published name and client URLs; returns once the file is synced.
   // NotFoundError (nothing changes) for an id that is not a member. Any other error means
