@@ -16,6 +16,10 @@ Applier::Applier(mvcc::MvccStore* store, Lessor* lessor, ApplyListener* listener
     : store_(store), lessor_(lessor), listener_(listener) {}
 
 void Applier::Apply(const raft::Entry& e) {
+  if (e.type == raft::EntryType::kConfChange) {
+    ApplyConfChange(e);
+    return;
+  }
   // Configuration changes and the leader's no-ops change no key; they still move the
   // applied index.
   const bool has_request = e.type == raft::EntryType::kNormal && !e.data.empty();
@@ -31,7 +35,10 @@ void Applier::Apply(const raft::Entry& e) {
     return;
   }
   ApplyResult result;
-  if (r.has_member_attr_set()) {
+  if (r.has_member_change()) {
+    listener_->OnMemberChange(r.member_change());
+    CommitIndexOnly(e.index);
+  } else if (r.has_member_attr_set()) {
     // Membership, not the key space: no revision, only the applied index moves.
     listener_->OnMemberAttrSet(r.member_attr_set());
     CommitIndexOnly(e.index);
@@ -61,6 +68,23 @@ void Applier::Apply(const raft::Entry& e) {
 void Applier::CommitIndexOnly(uint64_t index) {
   mvcc::WriteTxn txn = store_->BeginWrite();
   Commit(txn, index);
+}
+
+void Applier::ApplyConfChange(const raft::Entry& e) {
+  // The core has taken the change already; the member list follows it. Changes without a
+  // context (the leader leaving a joint configuration) concern only the core.
+  absl::StatusOr<raft::ConfChange> cc = raft::DecodeConfChange(e.data);
+  kvstore::internal::MemberChange change;
+  if (cc.ok() && !cc->context.empty() && change.ParseFromString(cc->context)) {
+    listener_->OnMemberChange(change);
+    CommitIndexOnly(e.index);
+    listener_->OnApplied(change.request_id(), ApplyResult{});
+    return;
+  }
+  if (!cc.ok() || !cc->context.empty()) {
+    spdlog::error("configuration change {} cannot be read; the member list ignores it", e.index);
+  }
+  CommitIndexOnly(e.index);
 }
 
 ApplyResult Applier::Compact(const etcdserverpb::CompactionRequest& r, uint64_t index) {

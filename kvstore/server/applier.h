@@ -50,6 +50,10 @@ class ApplyListener {
   // A member published its name and client URLs. Called before the entry's index is
   // recorded as applied, so the record must be durable when this returns.
   virtual void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) = 0;
+  // A membership change was applied (from a configuration change entry's context, or an
+  // UPDATE in a normal entry). As OnMemberAttrSet, durable when this returns. The proposer
+  // then also hears OnApplied(change.request_id(), an OK result).
+  virtual void OnMemberChange(const kvstore::internal::MemberChange& change) = 0;
 };
 
 class Applier : public StateMachine {
@@ -77,6 +81,8 @@ class Applier : public StateMachine {
   // Commits `txn` recording `index`; reports its changes to the listener and the lessor.
   void Commit(mvcc::WriteTxn& txn, uint64_t index);
   void CommitIndexOnly(uint64_t index);
+  // A configuration change entry: its context (a MemberChange) goes to the listener.
+  void ApplyConfChange(const raft::Entry& e);
 
   mvcc::MvccStore* const store_;
   Lessor* const lessor_;

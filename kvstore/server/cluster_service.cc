@@ -4,6 +4,7 @@
 
 #include "common/grpc_status.h"
 #include "kvstore/server/errors.h"
+#include "kvstore/server/service_util.h"
 
 namespace kvstore::server {
 
@@ -15,63 +16,209 @@ void ClusterService::FillHeader(etcdserverpb::ResponseHeader* h) const {
   h->set_raft_term(server_->driver().Status().term);
 }
 
+namespace {
+
+// etcd's HealthInterval: a peer counts as connected if it was heard from this recently.
+constexpr absl::Duration kHealthInterval = absl::Seconds(5);
+
+// etcd: a member is started once it published its name.
+bool IsStarted(const MemberInfo& m) { return !m.name.empty(); }
+
+void ToProto(const MemberInfo& info, etcdserverpb::Member* m) {
+  m->set_id(info.id);
+  m->set_name(info.name);
+  for (const std::string& u : info.peer_urls) m->add_peerurls(u);
+  for (const std::string& u : info.client_urls) m->add_clienturls(u);
+  m->set_islearner(info.is_learner);
+}
+
+}  // namespace
+
+template <typename Response>
+void ClusterService::FillMembers(Response* resp) const {
+  FillHeader(resp->mutable_header());
+  for (const MemberInfo& info : server_->membership().Members()) ToProto(info, resp->add_members());
+}
+
+absl::Time ClusterService::Deadline(const grpc::ServerContext* ctx) const {
+  return RequestDeadline(ctx, absl::Seconds(5) + 2 * server_->options().election);
+}
+
 grpc::Status ClusterService::MemberList(grpc::ServerContext*,
                                         const etcdserverpb::MemberListRequest*,
                                         etcdserverpb::MemberListResponse* resp) {
-  FillHeader(resp->mutable_header());
-  for (const MemberInfo& info : server_->membership().Members()) {
-    etcdserverpb::Member* m = resp->add_members();
-    m->set_id(info.id);
-    m->set_name(info.name);
-    for (const std::string& u : info.peer_urls) m->add_peerurls(u);
-    for (const std::string& u : info.client_urls) m->add_clienturls(u);
-    m->set_islearner(info.is_learner);
-  }
+  FillMembers(resp);
   return grpc::Status::OK;
 }
 
-grpc::Status ClusterService::MemberAdd(grpc::ServerContext*,
+grpc::Status ClusterService::MemberAdd(grpc::ServerContext* ctx,
                                        const etcdserverpb::MemberAddRequest* req,
-                                       etcdserverpb::MemberAddResponse*) {
-  const std::vector<std::string> urls(req->peerurls().begin(), req->peerurls().end());
+                                       etcdserverpb::MemberAddResponse* resp) {
+  std::vector<std::string> urls(req->peerurls().begin(), req->peerurls().end());
   // etcd turns any URL error into its one "invalid URLs" error for MemberAdd.
   if (!CheckMemberUrls(urls).ok()) return ToGrpcStatus(MemberBadUrlsError());
+  const std::vector<MemberInfo> members = server_->membership().Members();
+  int learners = 0;
+  int voters = 0;
+  int started_voters = 0;
+  std::vector<uint64_t> other_voters;
+  for (const MemberInfo& m : members) {
+    for (const std::string& u : urls) {
+      if (std::find(m.peer_urls.begin(), m.peer_urls.end(), u) != m.peer_urls.end()) {
+        return ToGrpcStatus(PeerUrlExistsError());
+      }
+    }
+    if (m.is_learner) {
+      ++learners;
+      continue;
+    }
+    ++voters;
+    if (IsStarted(m)) ++started_voters;
+    if (m.id != server_->member_id()) other_voters.push_back(m.id);
+  }
+  // etcd allows one learner at a time.
+  if (req->islearner() && learners >= 1) return ToGrpcStatus(TooManyLearnersError());
+  // etcd's strict reconfiguration check: a new voter must not cost the quorum.
+  if (!req->islearner()) {
+    const int after = voters + 1;
+    const bool restoring = started_voters == 1 && after == 2;
+    if (!restoring && started_voters < after / 2 + 1) {
+      return ToGrpcStatus(NotEnoughStartedMembersError());
+    }
+  }
+  // Only the leader talks to every member: a follower cannot tell who is reachable.
+  const bool leads = server_->driver().Status().role == raft::Role::kLeader;
+  const std::vector<uint64_t> reachable = server_->ReachablePeers(kHealthInterval);
+  for (uint64_t id : leads ? other_voters : std::vector<uint64_t>{}) {
+    if (std::find(reachable.begin(), reachable.end(), id) == reachable.end()) {
+      return ToGrpcStatus(UnhealthyClusterError());
+    }
+  }
+  // etcd's types.NewMember: the id hashes the peer URLs, the cluster token and the time.
+  const uint64_t id = ComputeMemberId(
+      urls, server_->options().cluster_token + std::to_string(absl::ToUnixSeconds(absl::Now())));
+  if (server_->membership().Find(id)) {
+    return ToGrpcStatus(absl::FailedPreconditionError("etcdserver: member ID already exist"));
+  }
+  kvstore::internal::MemberChange change;
+  change.set_kind(kvstore::internal::MemberChange::ADD);
+  change.set_member_id(id);
+  for (const std::string& u : urls) change.add_peer_urls(u);
+  change.set_is_learner(req->islearner());
+  if (absl::Status s = server_->ChangeMembers(change, Deadline(ctx)); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  FillMembers(resp);
+  etcdserverpb::Member* m = resp->mutable_member();
+  m->set_id(id);
+  for (const std::string& u : urls) m->add_peerurls(u);
+  m->set_islearner(req->islearner());
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::MemberRemove(grpc::ServerContext* ctx,
+                                          const etcdserverpb::MemberRemoveRequest* req,
+                                          etcdserverpb::MemberRemoveResponse* resp) {
+  const std::optional<MemberInfo> target = server_->membership().Find(req->id());
+  if (!target) return ToGrpcStatus(MemberNotFoundError());
+  if (!target->is_learner) {
+    // etcd's strict reconfiguration check: the voters left must hold a started quorum...
+    int left = 0;
+    int started = 0;
+    std::vector<uint64_t> voters;
+    for (const MemberInfo& m : server_->membership().Members()) {
+      if (m.is_learner) continue;
+      voters.push_back(m.id);
+      if (m.id == req->id()) continue;
+      ++left;
+      if (IsStarted(m)) ++started;
+    }
+    if (started < left / 2 + 1) return ToGrpcStatus(NotEnoughStartedMembersError());
+    // ...and, unless the member is down anyway, enough of them must be reachable.
+    const std::vector<uint64_t> reachable = server_->ReachablePeers(kHealthInterval);
+    auto is_reachable = [&reachable](uint64_t id) {
+      return std::find(reachable.begin(), reachable.end(), id) != reachable.end();
+    };
+    const bool leads = server_->driver().Status().role == raft::Role::kLeader;
+    const bool down = req->id() != server_->member_id() && !is_reachable(req->id());
+    if (leads && !down) {
+      int active = 0;
+      for (uint64_t id : voters) active += (id == server_->member_id() || is_reachable(id));
+      const int n = static_cast<int>(voters.size());
+      if (active - 1 < 1 + (n - 1) / 2) return ToGrpcStatus(UnhealthyClusterError());
+    }
+  }
+  kvstore::internal::MemberChange change;
+  change.set_kind(kvstore::internal::MemberChange::REMOVE);
+  change.set_member_id(req->id());
+  if (absl::Status s = server_->ChangeMembers(change, Deadline(ctx)); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  FillMembers(resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status ClusterService::MemberUpdate(grpc::ServerContext* ctx,
+                                          const etcdserverpb::MemberUpdateRequest* req,
+                                          etcdserverpb::MemberUpdateResponse* resp) {
+  const std::vector<std::string> urls(req->peerurls().begin(), req->peerurls().end());
+  if (!CheckMemberUrls(urls).ok()) return ToGrpcStatus(MemberBadUrlsError());
+  if (!server_->membership().Find(req->id())) return ToGrpcStatus(MemberNotFoundError());
   for (const MemberInfo& m : server_->membership().Members()) {
+    if (m.id == req->id()) continue;
     for (const std::string& u : urls) {
       if (std::find(m.peer_urls.begin(), m.peer_urls.end(), u) != m.peer_urls.end()) {
         return ToGrpcStatus(PeerUrlExistsError());
       }
     }
   }
-  return ToGrpcStatus(MembershipChangeUnsupportedError());
-}
-
-grpc::Status ClusterService::MemberRemove(grpc::ServerContext*,
-                                          const etcdserverpb::MemberRemoveRequest* req,
-                                          etcdserverpb::MemberRemoveResponse*) {
-  if (!server_->membership().Find(req->id())) return ToGrpcStatus(MemberNotFoundError());
-  // Removing the only voter would leave no quorum: etcd's strict reconfiguration check.
-  if (server_->membership().Members().size() == 1) {
-    return ToGrpcStatus(NotEnoughStartedMembersError());
+  kvstore::internal::MemberChange change;
+  change.set_kind(kvstore::internal::MemberChange::UPDATE);
+  change.set_member_id(req->id());
+  for (const std::string& u : urls) change.add_peer_urls(u);
+  if (absl::Status s = server_->ChangeMembers(change, Deadline(ctx)); !s.ok()) {
+    return ToGrpcStatus(s);
   }
-  return ToGrpcStatus(MembershipChangeUnsupportedError());
+  FillMembers(resp);
+  return grpc::Status::OK;
 }
 
-grpc::Status ClusterService::MemberUpdate(grpc::ServerContext*,
-                                          const etcdserverpb::MemberUpdateRequest* req,
-                                          etcdserverpb::MemberUpdateResponse*) {
-  if (!server_->membership().Find(req->id())) return ToGrpcStatus(MemberNotFoundError());
-  // etcd would replicate the new peer URLs as a configuration change.
-  return ToGrpcStatus(MembershipChangeUnsupportedError());
-}
-
-grpc::Status ClusterService::MemberPromote(grpc::ServerContext*,
+grpc::Status ClusterService::MemberPromote(grpc::ServerContext* ctx,
                                            const etcdserverpb::MemberPromoteRequest* req,
-                                           etcdserverpb::MemberPromoteResponse*) {
+                                           etcdserverpb::MemberPromoteResponse* resp) {
   const std::optional<MemberInfo> m = server_->membership().Find(req->id());
   if (!m) return ToGrpcStatus(MemberNotFoundError());
   if (!m->is_learner) return ToGrpcStatus(MemberNotLearnerError());
-  return ToGrpcStatus(MembershipChangeUnsupportedError());
+  // etcd's IsReadyToPromoteMember: the learner counts as started in the future quorum.
+  int members = 1;
+  int started = 1;
+  for (const MemberInfo& v : server_->membership().Members()) {
+    if (v.is_learner) continue;
+    ++members;
+    if (IsStarted(v)) ++started;
+  }
+  if (started < members / 2 + 1) return ToGrpcStatus(NotEnoughStartedMembersError());
+  // etcd's isLearnerReady: the learner's log matches at least 90% of the leader's.
+  const DriverStatus st = server_->driver().Status();
+  if (st.role == raft::Role::kLeader) {
+    uint64_t leader_match = 0;
+    uint64_t learner_match = 0;
+    for (const auto& [id, match] : st.match) {
+      if (id == server_->member_id()) leader_match = match;
+      if (id == req->id()) learner_match = match;
+    }
+    if (static_cast<double>(learner_match) < 0.9 * static_cast<double>(leader_match)) {
+      return ToGrpcStatus(LearnerNotReadyError());
+    }
+  }
+  kvstore::internal::MemberChange change;
+  change.set_kind(kvstore::internal::MemberChange::PROMOTE);
+  change.set_member_id(req->id());
+  if (absl::Status s = server_->ChangeMembers(change, Deadline(ctx)); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  FillMembers(resp);
+  return grpc::Status::OK;
 }
 
 }  // namespace kvstore::server

@@ -1,12 +1,18 @@
 // The etcd Cluster service over a KvServer: MemberList, and the membership changes.
 //
 // MemberList answers from the member list this member has applied (membership.h): every
-// member's id, name and peer URLs from the initial cluster, and the client URLs each
-// published through Raft once it started (empty until then), sorted by id. Membership
-// changes need configuration changes through Raft, which come later: MemberAdd,
-// MemberRemove, MemberUpdate and MemberPromote answer MembershipChangeUnsupportedError();
-// every request etcd would refuse anyway gets etcd's own error first (invalid or taken peer
-// URLs, unknown member ids, removing the only member, promoting a voter).
+// member's id, name and peer URLs, and the client URLs each published through Raft once it
+// started (empty until then), sorted by id.
+//
+// MemberAdd, MemberRemove, MemberUpdate and MemberPromote check what etcd checks before it
+// proposes, with etcd's errors (invalid or taken peer URLs, unknown ids, more than one
+// learner, promoting a voter or a learner that lags the leader, and etcd's strict
+// reconfiguration check: a quorum of started, reachable voters must remain; whether a
+// peer is reachable is known only on the leader, which talks to all), then propose
+// the change through Raft (KvServer::ChangeMembers) and answer once this member applied
+// it, with the member list after it. A new member's id is etcd's: from its peer URLs, the
+// cluster token and the current time. Whether a learner is in sync with the leader is
+// known only on the leader: a follower proposes the promotion without that check.
 //
 // Headers as etcd 3.4's ClusterServer fills them: cluster id, member id and raft term, no
 // revision.
@@ -43,6 +49,9 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
 
  private:
   void FillHeader(etcdserverpb::ResponseHeader* h) const;
+  template <typename Response>
+  void FillMembers(Response* resp) const;
+  absl::Time Deadline(const grpc::ServerContext* ctx) const;
 
   KvServer* const server_;
 };

@@ -64,7 +64,7 @@ TEST_F(ClusterServiceTest, MemberListIsThisMemberWithEtcdsHeader) {
   EXPECT_FALSE(m.islearner());
 }
 
-TEST_F(ClusterServiceTest, MembershipRequestsGetEtcdsErrors) {
+TEST_F(ClusterServiceTest, MembershipChangesAndEtcdsErrors) {
   const uint64_t me = env_.server().member_id();
   etcdserverpb::MemberAddRequest add;
   etcdserverpb::MemberAddResponse add_resp;
@@ -76,9 +76,20 @@ TEST_F(ClusterServiceTest, MembershipRequestsGetEtcdsErrors) {
   add.set_peerurls(0, "http://127.0.0.1:12380");
   ExpectError(cluster_->MemberAdd(Ctx().get(), add, &add_resp),
               grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: Peer URLs already exists");
+  // A learner needs no quorum: it is added, with an id of etcd's and no name yet.
   add.set_peerurls(0, "http://127.0.0.1:22380");
-  EXPECT_EQ(cluster_->MemberAdd(Ctx().get(), add, &add_resp).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  add.set_islearner(true);
+  ASSERT_TRUE(cluster_->MemberAdd(Ctx().get(), add, &add_resp).ok());
+  const uint64_t learner = add_resp.member().id();
+  EXPECT_NE(learner, 0u);
+  EXPECT_TRUE(add_resp.member().islearner());
+  EXPECT_EQ(add_resp.member().peerurls(0), "http://127.0.0.1:22380");
+  EXPECT_EQ(add_resp.members_size(), 2);
+  EXPECT_EQ(add_resp.header().member_id(), me);
+  add.set_peerurls(0, "http://127.0.0.1:32380");
+  ExpectError(cluster_->MemberAdd(Ctx().get(), add, &add_resp),
+              grpc::StatusCode::FAILED_PRECONDITION,
+              "etcdserver: too many learner members in cluster");
 
   etcdserverpb::MemberRemoveRequest remove;
   etcdserverpb::MemberRemoveResponse remove_resp;
@@ -97,8 +108,9 @@ TEST_F(ClusterServiceTest, MembershipRequestsGetEtcdsErrors) {
   ExpectError(cluster_->MemberUpdate(Ctx().get(), update, &update_resp),
               grpc::StatusCode::NOT_FOUND, "etcdserver: member not found");
   update.set_id(me);
-  EXPECT_EQ(cluster_->MemberUpdate(Ctx().get(), update, &update_resp).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  update.set_peerurls(0, "http://127.0.0.1:22380");
+  ExpectError(cluster_->MemberUpdate(Ctx().get(), update, &update_resp),
+              grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: Peer URLs already exists");
 
   etcdserverpb::MemberPromoteRequest promote;
   etcdserverpb::MemberPromoteResponse promote_resp;
@@ -109,12 +121,22 @@ TEST_F(ClusterServiceTest, MembershipRequestsGetEtcdsErrors) {
   ExpectError(cluster_->MemberPromote(Ctx().get(), promote, &promote_resp),
               grpc::StatusCode::FAILED_PRECONDITION,
               "etcdserver: can only promote a learner member");
+  // Nobody runs the learner: it has none of the leader's log.
+  promote.set_id(learner);
+  ExpectError(cluster_->MemberPromote(Ctx().get(), promote, &promote_resp),
+              grpc::StatusCode::FAILED_PRECONDITION,
+              "etcdserver: can only promote a learner member which is in sync with leader");
 
-  // None of it changed the membership.
+  // The learner goes again; the member's own peer URLs change.
+  remove.set_id(learner);
+  ASSERT_TRUE(cluster_->MemberRemove(Ctx().get(), remove, &remove_resp).ok());
+  EXPECT_EQ(remove_resp.members_size(), 1);
+  update.set_peerurls(0, "http://127.0.0.1:12381");
+  ASSERT_TRUE(cluster_->MemberUpdate(Ctx().get(), update, &update_resp).ok());
   etcdserverpb::MemberListResponse list;
   ASSERT_TRUE(cluster_->MemberList(Ctx().get(), etcdserverpb::MemberListRequest(), &list).ok());
   ASSERT_EQ(list.members_size(), 1);
-  EXPECT_EQ(list.members(0).peerurls(0), "http://127.0.0.1:12380");
+  EXPECT_EQ(list.members(0).peerurls(0), "http://127.0.0.1:12381");
 }
 
 }  // namespace

@@ -64,9 +64,15 @@ absl::Status NotEnoughStartedMembersError() {
   return absl::FailedPreconditionError(
       "etcdserver: re-configuration failed due to not enough started members");
 }
-absl::Status MembershipChangeUnsupportedError() {
-  return absl::UnimplementedError(
-      "etcdserver: membership changes are not supported yet (single-member kvstore)");
+absl::Status UnhealthyClusterError() {
+  return absl::UnavailableError("etcdserver: unhealthy cluster");
+}
+absl::Status TooManyLearnersError() {
+  return absl::FailedPreconditionError("etcdserver: too many learner members in cluster");
+}
+absl::Status LearnerNotReadyError() {
+  return absl::FailedPreconditionError(
+      "etcdserver: can only promote a learner member which is in sync with leader");
 }
 absl::Status BadAlarmRequestError() {
   return absl::InvalidArgumentError("etcdserver: invalid alarm request");

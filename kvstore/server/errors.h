@@ -33,8 +33,9 @@ absl::Status MemberBadUrlsError();            // InvalidArgument
 absl::Status PeerUrlExistsError();            // FailedPrecondition
 absl::Status MemberNotLearnerError();         // FailedPrecondition
 absl::Status NotEnoughStartedMembersError();  // FailedPrecondition
-// Not etcd's: membership changes need replication (the next issue). Unimplemented.
-absl::Status MembershipChangeUnsupportedError();
+absl::Status UnhealthyClusterError();         // Unavailable
+absl::Status TooManyLearnersError();          // FailedPrecondition
+absl::Status LearnerNotReadyError();          // FailedPrecondition
 // Not etcd's either (etcd 3.4 crashes on an unknown alarm action or on activating NONE).
 // InvalidArgument.
 absl::Status BadAlarmRequestError();

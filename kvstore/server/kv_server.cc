@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
+#include "etcd/etcdserverpb/rpc.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "kvstore/server/errors.h"
 #include "kvstore/server/snapshot_stream.h"
 #include "spdlog/spdlog.h"
@@ -28,7 +30,12 @@ class KvServer::PeerInbox final : public MessageSink {
  public:
   explicit PeerInbox(KvServer* server) : server_(server) {}
   // Called only once the peer server runs, which starts after the driver exists.
-  void Step(raft::Message m) override { server_->driver_->Step(std::move(m)); }
+  void Step(raft::Message m) override {
+    // A removed member (restarted from an old data dir, or not yet stopped) must not
+    // disturb the cluster with its elections: as etcd, its messages are refused.
+    if (!server_->membership_->Contains(m.from)) return;
+    server_->driver_->Step(std::move(m));
+  }
   void ReportUnreachable(uint64_t id) override { server_->driver_->ReportUnreachable(id); }
   void ReportSnapshot(uint64_t id, bool ok) override { server_->driver_->ReportSnapshot(id, ok); }
 
@@ -129,6 +136,28 @@ class KvServer::Snapshots final : public Snapshotter {
   uint64_t next_ = 1;  // driver thread only
 };
 
+class KvServer::PeerMemberList final : public etcdserverpb::Cluster::Service {
+ public:
+  explicit PeerMemberList(KvServer* server) : server_(server) {}
+  grpc::Status MemberList(grpc::ServerContext*, const etcdserverpb::MemberListRequest*,
+                          etcdserverpb::MemberListResponse* resp) override {
+    resp->mutable_header()->set_cluster_id(server_->cluster_id_);
+    resp->mutable_header()->set_member_id(server_->member_id_);
+    for (const MemberInfo& info : server_->membership_->Members()) {
+      etcdserverpb::Member* m = resp->add_members();
+      m->set_id(info.id);
+      m->set_name(info.name);
+      for (const std::string& u : info.peer_urls) m->add_peerurls(u);
+      for (const std::string& u : info.client_urls) m->add_clienturls(u);
+      m->set_islearner(info.is_learner);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  KvServer* const server_;
+};
+
 KvServer::KvServer(const KvServerOptions& options, const common::Clock* clock)
     : options_(options), clock_(clock), lessor_(clock, MinLeaseTtl(options)) {}
 
@@ -201,6 +230,8 @@ absl::Status KvServer::Init() {
   }
   builder.SetMaxReceiveMessageSize(INT32_MAX);
   builder.RegisterService(transport_->service());
+  peer_member_list_ = std::make_unique<PeerMemberList>(this);
+  builder.RegisterService(peer_member_list_.get());
   peer_server_ = builder.BuildAndStart();
   if (peer_server_ == nullptr) {
     return absl::FailedPreconditionError(
@@ -222,10 +253,17 @@ absl::Status KvServer::InitMembership(const std::string& member_dir) {
     return loaded.status();
   } else {
     if (new_log && options_.initial_cluster_state == "existing") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--initial-cluster-state existing with the new data dir ", options_.data_dir,
-          ": joining a running cluster needs MemberAdd, which is not supported yet; start "
-          "every member of a new cluster with --initial-cluster-state new"));
+      // Joining: the log stays empty (the leader sends it all), no bootstrap.
+      absl::StatusOr<InitialCluster> cluster = FetchClusterFromPeers();
+      if (!cluster.ok()) return cluster.status();
+      absl::StatusOr<std::unique_ptr<Membership>> created =
+          Membership::Create(member_dir, *cluster);
+      if (!created.ok()) return created.status();
+      membership_ = std::move(*created);
+      member_id_ = membership_->member_id();
+      cluster_id_ = membership_->cluster_id();
+      spdlog::info("joining cluster {:x} as member {:x}", cluster_id_, member_id_);
+      return absl::OkStatus();
     }
     absl::StatusOr<InitialCluster> cluster = ResolveInitialCluster(BootstrapFlags{
         .name = options_.name,
@@ -244,8 +282,9 @@ absl::Status KvServer::InitMembership(const std::string& member_dir) {
   }
   member_id_ = membership_->member_id();
   cluster_id_ = membership_->cluster_id();
-  // After the member list, so that a crash in between bootstraps on the next start.
-  if (new_log) {
+  // After the member list, so that a crash in between bootstraps on the next start. A
+  // member that joined a running cluster never bootstraps: its leader fills its log.
+  if (new_log && options_.initial_cluster_state != "existing") {
     if (absl::Status s = raft_log_->Bootstrap(membership_->Ids()); !s.ok()) return s;
   }
   const std::optional<MemberInfo> self = membership_->Find(member_id_);
@@ -256,6 +295,66 @@ absl::Status KvServer::InitMembership(const std::string& member_dir) {
         options_.data_dir, self->name, member_id_, absl::StrJoin(self->peer_urls, ","));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<InitialCluster> KvServer::FetchClusterFromPeers() const {
+  absl::StatusOr<std::map<std::string, std::vector<std::string>>> named =
+      ParseInitialCluster(options_.initial_cluster);
+  if (!named.ok()) return named.status();
+  if (!named->contains(options_.name)) {
+    return absl::InvalidArgumentError(absl::StrCat("couldn't find local name \"", options_.name,
+                                                   "\" in the initial cluster configuration"));
+  }
+  std::vector<std::string> self_urls = options_.peer_urls;
+  std::sort(self_urls.begin(), self_urls.end());
+  // etcd's GetClusterFromRemotePeers: ask each other member until one answers.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10) + 2 * options_.election;
+  absl::Status last = absl::UnavailableError("no other member in --initial-cluster");
+  do {
+    for (const auto& [name, urls] : *named) {
+      if (name == options_.name) continue;
+      for (const std::string& url : urls) {
+        absl::StatusOr<std::string> hp = UrlHostPort(url);
+        if (!hp.ok()) continue;
+        std::unique_ptr<etcdserverpb::Cluster::Stub> stub = etcdserverpb::Cluster::NewStub(
+            grpc::CreateChannel(*hp, grpc::InsecureChannelCredentials()));
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+        etcdserverpb::MemberListRequest req;
+        etcdserverpb::MemberListResponse resp;
+        const grpc::Status gs = stub->MemberList(&ctx, req, &resp);
+        if (!gs.ok()) {
+          last = absl::UnavailableError(absl::StrCat(url, ": ", gs.error_message()));
+          continue;
+        }
+        InitialCluster cluster;
+        cluster.cluster_id = resp.header().cluster_id();
+        for (const etcdserverpb::Member& m : resp.members()) {
+          MemberInfo info{.id = m.id(),
+                          .name = m.name(),
+                          .peer_urls = {m.peerurls().begin(), m.peerurls().end()},
+                          .client_urls = {m.clienturls().begin(), m.clienturls().end()},
+                          .is_learner = m.islearner()};
+          std::vector<std::string> sorted = info.peer_urls;
+          std::sort(sorted.begin(), sorted.end());
+          if (sorted == self_urls) cluster.member_id = info.id;
+          cluster.members.push_back(std::move(info));
+        }
+        if (cluster.member_id == 0) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "error validating peerURLs: no member of cluster ", absl::Hex(cluster.cluster_id),
+              " has the peer URLs ", absl::StrJoin(self_urls, ","),
+              " (add this member first: etcdctl member add)"));
+        }
+        return cluster;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  } while (absl::Now() < give_up);
+  return absl::UnavailableError(absl::StrCat(
+      "cannot fetch cluster info from peer urls: could not retrieve cluster information from "
+      "the given URLs (",
+      last.message(), ")"));
 }
 
 absl::StatusOr<std::vector<std::string>> KvServer::InitTransport() {
@@ -644,6 +743,120 @@ void KvServer::OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r)
     spdlog::critical("cannot record member attributes, stopping: {}", s.ToString());
     std::abort();
   }
+}
+
+void KvServer::OnMemberChange(const kvstore::internal::MemberChange& c) {
+  using kvstore::internal::MemberChange;
+  const std::vector<std::string> urls(c.peer_urls().begin(), c.peer_urls().end());
+  const uint64_t id = c.member_id();
+  absl::Status s;
+  switch (c.kind()) {
+    case MemberChange::ADD:
+      s = membership_->Add(MemberInfo{.id = id, .peer_urls = urls, .is_learner = c.is_learner()});
+      break;
+    case MemberChange::REMOVE:
+      s = membership_->Remove(id);
+      break;
+    case MemberChange::UPDATE:
+      s = membership_->UpdatePeerUrls(id, urls);
+      break;
+    case MemberChange::PROMOTE:
+      s = membership_->Promote(id);
+      break;
+    default:
+      spdlog::error("unknown membership change kind {}; ignored", static_cast<int>(c.kind()));
+      return;
+  }
+  if (absl::IsNotFound(s)) {
+    spdlog::warn("membership change for member {:x}, which is not in the cluster; ignored", id);
+    return;
+  }
+  if (!s.ok()) {
+    spdlog::critical("cannot record a membership change, stopping: {}", s.ToString());
+    std::abort();
+  }
+  spdlog::info("applied membership change {} of member {:x} ({})",
+               MemberChange::Kind_Name(c.kind()), id, absl::StrJoin(urls, ","));
+  if (id == member_id_) {
+    if (c.kind() == MemberChange::REMOVE) {
+      absl::MutexLock l(&removed_mu_);
+      removed_at_ = absl::Now();
+    }
+    return;
+  }
+  if (transport_ == nullptr) return;
+  if (c.kind() == MemberChange::REMOVE || c.kind() == MemberChange::UPDATE) {
+    transport_->RemovePeer(id);
+  }
+  if ((c.kind() == MemberChange::ADD || c.kind() == MemberChange::UPDATE) && !urls.empty()) {
+    absl::StatusOr<std::string> address = UrlHostPort(urls.front());
+    if (address.ok()) {
+      transport_->AddPeer(id, *address);
+    } else {
+      spdlog::error("member {:x} has an unusable peer URL: {}", id, address.status().ToString());
+    }
+  }
+}
+
+absl::Status KvServer::ChangeMembers(kvstore::internal::MemberChange change, absl::Time deadline) {
+  using kvstore::internal::MemberChange;
+  // The core takes one configuration change at a time: let a joint one be left first.
+  while (!driver_->Status().conf_state.voters_outgoing.empty()) {
+    if (absl::Now() >= deadline) return TimeoutError();
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (change.kind() == MemberChange::UPDATE) {
+    kvstore::internal::InternalRaftRequest r;
+    *r.mutable_member_change() = std::move(change);
+    absl::StatusOr<ApplyResult> result = Write(std::move(r), deadline);
+    return result.ok() ? result->status : result.status();
+  }
+  raft::ConfChange cc;
+  raft::ConfChangeSingle single{.node_id = change.member_id()};
+  switch (change.kind()) {
+    case MemberChange::ADD:
+      single.type =
+          change.is_learner() ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddVoter;
+      break;
+    case MemberChange::REMOVE:
+      single.type = raft::ConfChangeType::kRemoveNode;
+      break;
+    default:  // PROMOTE
+      single.type = raft::ConfChangeType::kAddVoter;
+      break;
+  }
+  cc.changes.push_back(single);
+  const uint64_t id = (member_id_ << 40) ^ next_request_.fetch_add(1);
+  change.set_request_id(id);
+  cc.context = change.SerializeAsString();
+  absl::Notification notified;
+  absl::Status out;
+  WriteDone done = [&](absl::StatusOr<ApplyResult> r) {
+    out = r.ok() ? r->status : r.status();
+    notified.Notify();
+  };
+  if (!AddWaiter(id, deadline, done)) return StoppedError();
+  driver_->ProposeConfChange(std::move(cc), [this, id](absl::Status s) { Complete(id, s); });
+  notified.WaitForNotification();
+  return out;
+}
+
+std::vector<uint64_t> KvServer::ReachablePeers(absl::Duration within) {
+  if (transport_ == nullptr) return {};
+  return transport_->ReachablePeers(within);
+}
+
+bool KvServer::Removed() const {
+  absl::Time at;
+  {
+    absl::MutexLock l(&removed_mu_);
+    at = removed_at_;
+  }
+  if (at == absl::InfinitePast()) return false;
+  // A removed leader leads on until a remaining voter has its whole log (the core hands
+  // over then); give the last messages a moment to leave.
+  const absl::Duration grace = std::max(5 * options_.heartbeat, absl::Milliseconds(500));
+  return driver_->Status().role != raft::Role::kLeader && absl::Now() - at >= grace;
 }
 
 void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {

@@ -7,7 +7,12 @@
 // Data directory layout: <data-dir>/member/raft (RaftLogStore), <data-dir>/member/mvcc
 // (MvccStore), <data-dir>/member/cluster (Membership), <data-dir>/member/snap (snapshots
 // being sent or received; emptied at start). A new directory is bootstrapped from
-// --initial-cluster with every member a voter; a restart uses what the directory holds.
+// --initial-cluster with every member a voter; a restart uses what the directory holds. A
+// member that joins a running cluster (--initial-cluster-state existing, after MemberAdd)
+// asks the members named in --initial-cluster for the member list over their peer port,
+// and starts with an empty Raft log: the leader sends it a snapshot of its state. Membership
+// changes are applied on every member into the member list and the transport
+// (OnMemberChange); a member that applied its own removal reports Removed().
 //
 // Once started, the member publishes its name and client URLs through Raft (etcd's
 // publish), unless the committed member list already has them; it is ready (WaitReady)
@@ -64,8 +69,9 @@ struct KvServerOptions {
   // etcd's --advertise-client-urls: what MemberList shows as this member's client URLs.
   std::vector<std::string> client_urls = {"http://localhost:2379"};
   // etcd's --initial-cluster (empty: this member alone, `name` at `peer_urls`) and
-  // --initial-cluster-state ("new", or "existing" to join a running cluster, which needs
-  // membership changes and is refused for now). Read only when the data directory is new.
+  // --initial-cluster-state ("new", or "existing" to join a running cluster after MemberAdd:
+  // the member list comes from the members named in --initial-cluster). Read only when the
+  // data directory is new.
   std::string initial_cluster;
   std::string initial_cluster_state = "new";
   // etcd's --listen-peer-urls: where the RaftPeer service listens. Empty: nowhere, which
@@ -174,6 +180,18 @@ class KvServer : public ApplyListener {
   void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override;
   void OnCompactionScheduled() override;
   void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) override;
+  void OnMemberChange(const kvstore::internal::MemberChange& change) override;
+
+  // Proposes a membership change (its request id is set here) and returns once this
+  // member applied it: ADD, REMOVE and PROMOTE as a Raft configuration change, UPDATE as
+  // a normal entry. Waits first while the core is in a joint configuration (it takes one
+  // change at a time). TimeoutError() at `deadline`; the change may still apply later.
+  absl::Status ChangeMembers(kvstore::internal::MemberChange change, absl::Time deadline);
+  // The peers this member heard from within `within` (all of them, for a member alone).
+  std::vector<uint64_t> ReachablePeers(absl::Duration within);
+  // Whether this member applied its own removal and is done with its part in it (no longer
+  // leads): then it must stop, as etcd's removed member does.
+  bool Removed() const;
 
  private:
   // A write or read barrier in flight, by request id.
@@ -186,6 +204,8 @@ class KvServer : public ApplyListener {
   class PeerInbox;
   // The driver's Snapshotter: flushes, checkpoints and replaces the MVCC store.
   class Snapshots;
+  // Answers MemberList on the peer port, for members that join (etcd's /members).
+  class PeerMemberList;
 
   KvServer(const KvServerOptions& options, const common::Clock* clock);
   absl::Status Init();
@@ -193,6 +213,9 @@ class KvServer : public ApplyListener {
   bool AddWaiter(uint64_t id, absl::Time deadline, WriteDone& done);
   // Reads the member list, or makes it (and bootstraps the Raft log) for a new member.
   absl::Status InitMembership(const std::string& member_dir);
+  // A member joining a running cluster (--initial-cluster-state existing, new data dir):
+  // the member list and cluster id as the members named in --initial-cluster know them.
+  absl::StatusOr<InitialCluster> FetchClusterFromPeers() const;
   // Builds the transport with every other member as a peer (none for a one-member cluster
   // that listens for no peers) and returns the addresses to listen on for them.
   absl::StatusOr<std::vector<std::string>> InitTransport();
@@ -231,7 +254,11 @@ class KvServer : public ApplyListener {
   std::string snap_dir_;
   std::unique_ptr<PeerTransport> transport_;
   std::unique_ptr<RaftDriver> driver_;
+  std::unique_ptr<PeerMemberList> peer_member_list_;
   std::unique_ptr<grpc::Server> peer_server_;
+  // When this member applied its own removal (driver thread), or InfinitePast.
+  mutable absl::Mutex removed_mu_;
+  absl::Time removed_at_ ABSL_GUARDED_BY(removed_mu_) = absl::InfinitePast();
   EventSink event_sink_;
   absl::Notification ready_;
   std::thread publish_thread_;

@@ -256,7 +256,16 @@ int main(int argc, char** argv) {
   spdlog::info("kvstore {} (member {:x}, cluster {:x}) serving clients on {}", name,
                (*server)->member_id(), (*server)->cluster_id(), listen_client);
 
-  stop.WaitForNotification();
+  // Until a signal, or until this member applied its own removal (etcd's removed member
+  // stops with an error).
+  while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+    if ((*server)->Removed()) {
+      spdlog::error("kvstore {}: the member has been permanently removed from the cluster", name);
+      grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      (*server)->Stop();
+      return 1;
+    }
+  }
   spdlog::info("kvstore {} stopping", name);
   (*server)->HandOverLeadership();
   grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -320,6 +320,82 @@ absl::Status Membership::SetAttributes(uint64_t id, const std::string& name,
   return absl::OkStatus();
 }
 
+bool Membership::Contains(uint64_t id) const {
+  absl::MutexLock l(&mu_);
+  return std::any_of(members_.begin(), members_.end(),
+                     [id](const MemberInfo& m) { return m.id == id; });
+}
+
+template <typename F>
+absl::Status Membership::Mutate(F change) {
+  absl::MutexLock w(&write_mu_);
+  std::vector<MemberInfo> next = Members();
+  if (!change(next)) return absl::OkStatus();
+  std::sort(next.begin(), next.end(),
+            [](const MemberInfo& a, const MemberInfo& b) { return a.id < b.id; });
+  if (absl::Status s = Write(next); !s.ok()) return s;
+  absl::MutexLock l(&mu_);
+  members_ = std::move(next);
+  return absl::OkStatus();
+}
+
+absl::Status Membership::Add(const MemberInfo& member) {
+  return Mutate([&member](std::vector<MemberInfo>& members) {
+    for (MemberInfo& m : members) {
+      if (m.id != member.id) continue;
+      if (m.peer_urls == member.peer_urls && m.is_learner == member.is_learner) return false;
+      m.peer_urls = member.peer_urls;
+      m.is_learner = member.is_learner;
+      return true;
+    }
+    members.push_back(MemberInfo{
+        .id = member.id, .peer_urls = member.peer_urls, .is_learner = member.is_learner});
+    return true;
+  });
+}
+
+absl::Status Membership::Remove(uint64_t id) {
+  return Mutate([id](std::vector<MemberInfo>& members) {
+    return std::erase_if(members, [id](const MemberInfo& m) { return m.id == id; }) > 0;
+  });
+}
+
+absl::Status Membership::UpdatePeerUrls(uint64_t id, const std::vector<std::string>& peer_urls) {
+  bool found = false;
+  absl::Status s = Mutate([&](std::vector<MemberInfo>& members) {
+    for (MemberInfo& m : members) {
+      if (m.id != id) continue;
+      found = true;
+      if (m.peer_urls == peer_urls) return false;
+      m.peer_urls = peer_urls;
+      return true;
+    }
+    return false;
+  });
+  if (s.ok() && !found) {
+    return absl::NotFoundError(absl::StrCat("member ", absl::Hex(id), " is not in the cluster"));
+  }
+  return s;
+}
+
+absl::Status Membership::Promote(uint64_t id) {
+  bool found = false;
+  absl::Status s = Mutate([&](std::vector<MemberInfo>& members) {
+    for (MemberInfo& m : members) {
+      if (m.id != id) continue;
+      found = true;
+      if (!m.is_learner) return false;
+      m.is_learner = false;
+      return true;
+    }
+    return false;
+  });
+  if (s.ok() && !found) {
+    return absl::NotFoundError(absl::StrCat("member ", absl::Hex(id), " is not in the cluster"));
+  }
+  return s;
+}
+
 absl::Status Membership::Write(const std::vector<MemberInfo>& members) const {
   kvstore::internal::ClusterRecord record;
   record.set_member_id(member_id_);

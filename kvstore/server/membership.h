@@ -15,6 +15,9 @@
 // attribute entry again after a crash (the MVCC store's applied index is not synced) sets
 // the same attributes again: harmless.
 //
+// Members added, removed, promoted or given new peer URLs by committed configuration
+// changes are written the same way (Add, Remove, Promote, UpdatePeerUrls).
+//
 // Threads: every Membership method may be called from any thread; SetAttributes is called
 // by the applier on the Raft driver thread, readers (MemberList, the publisher) elsewhere.
 #ifndef KVSTORE_SERVER_MEMBERSHIP_H_
@@ -100,6 +103,7 @@ class Membership {
   std::vector<MemberInfo> Members() const ABSL_LOCKS_EXCLUDED(mu_);
   std::optional<MemberInfo> Find(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<uint64_t> Ids() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool Contains(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Records a member's published name and client URLs; returns once the file is synced.
   // NotFoundError (nothing changes) for an id that is not a member. Any other error means
@@ -108,7 +112,22 @@ class Membership {
                              const std::vector<std::string>& client_urls)
       ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
 
+  // Membership changes, applied from committed Raft entries; each returns once the file is
+  // synced, and applying one again (after a crash) changes nothing. Errors as SetAttributes.
+  // Adds a member without a name or client URLs yet (an existing id keeps its attributes).
+  absl::Status Add(const MemberInfo& member) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+  // Removing an id that is not a member is OK.
+  absl::Status Remove(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+  absl::Status UpdatePeerUrls(uint64_t id, const std::vector<std::string>& peer_urls)
+      ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+  absl::Status Promote(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+
  private:
+  // Applies `change` to a copy of the list and, if it changed anything, writes the copy
+  // and makes it the list. `change` returns false to leave the list as it is.
+  template <typename F>
+  absl::Status Mutate(F change) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+
   Membership(std::string path, uint64_t member_id, uint64_t cluster_id,
              std::vector<MemberInfo> members);
   // Replaces the file with `members` (and this member's and the cluster's ids).

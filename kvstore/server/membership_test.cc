@@ -160,6 +160,37 @@ TEST_F(MembershipTest, WhatIsWrittenIsReadBack) {
   EXPECT_FALSE(fs::exists(dir_.path() + "/cluster.tmp"));
 }
 
+TEST_F(MembershipTest, ChangesAreWrittenAndApplyingThemAgainChangesNothing) {
+  absl::StatusOr<std::unique_ptr<Membership>> m = Membership::Create(dir_.path(), Three());
+  ASSERT_TRUE(m.ok()) << m.status();
+  const uint64_t n2 = ComputeMemberId({"http://h:2"}, "tok");
+  const uint64_t n3 = ComputeMemberId({"http://h:3"}, "tok");
+  const MemberInfo learner{.id = 7, .peer_urls = {"http://h:4"}, .is_learner = true};
+  ASSERT_TRUE((*m)->SetAttributes(n2, "n2", {"http://h:12"}).ok());
+  // Every change twice, as after a crash that lost the applied index.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE((*m)->Add(learner).ok());
+    ASSERT_TRUE((*m)->Promote(7).ok());
+    ASSERT_TRUE((*m)->Remove(n3).ok());
+    ASSERT_TRUE((*m)->UpdatePeerUrls(n2, {"http://h:22"}).ok());
+  }
+  EXPECT_TRUE(absl::IsNotFound((*m)->Promote(42)));
+  EXPECT_TRUE(absl::IsNotFound((*m)->UpdatePeerUrls(42, {"http://h:9"})));
+  // Adding a member that is there already keeps its published attributes.
+  ASSERT_TRUE((*m)->Add(MemberInfo{.id = n2, .peer_urls = {"http://h:22"}}).ok());
+
+  absl::StatusOr<std::unique_ptr<Membership>> again = Membership::Load(dir_.path());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->Members(), (*m)->Members());
+  EXPECT_EQ((*again)->Ids().size(), 3u);
+  EXPECT_FALSE((*again)->Find(n3).has_value());
+  ASSERT_TRUE((*again)->Find(7).has_value());
+  EXPECT_FALSE((*again)->Find(7)->is_learner);
+  EXPECT_TRUE((*again)->Find(7)->name.empty());
+  EXPECT_EQ((*again)->Find(n2)->peer_urls, std::vector<std::string>{"http://h:22"});
+  EXPECT_EQ((*again)->Find(n2)->name, "n2");
+}
+
 TEST_F(MembershipTest, ADamagedFileIsDataLossNotAnotherCluster) {
   ASSERT_TRUE(Membership::Create(dir_.path(), Three()).ok());
   const std::string path = dir_.path() + "/cluster";

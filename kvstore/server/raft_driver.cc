@@ -85,6 +85,17 @@ void RaftDriver::Propose(std::string data, Done on_dropped) {
   on_dropped(StoppedError());
 }
 
+void RaftDriver::ProposeConfChange(raft::ConfChange cc, Done on_dropped) {
+  {
+    absl::MutexLock l(&mu_);
+    if (!stopping_) {
+      conf_changes_.push_back(PendingConfChange{std::move(cc), std::move(on_dropped)});
+      return;
+    }
+  }
+  on_dropped(StoppedError());
+}
+
 void RaftDriver::ReadBarrier(Done done) {
   {
     absl::MutexLock l(&mu_);
@@ -122,8 +133,9 @@ DriverStatus RaftDriver::Status() const {
 }
 
 bool RaftDriver::HasWork() const {
-  return stopping_ || !proposals_.empty() || !inbox_.empty() || !new_reads_.empty() ||
-         transfer_to_ != raft::kNone || !unreachable_.empty() || !snapshot_reports_.empty();
+  return stopping_ || !proposals_.empty() || !conf_changes_.empty() || !inbox_.empty() ||
+         !new_reads_.empty() || transfer_to_ != raft::kNone || !unreachable_.empty() ||
+         !snapshot_reports_.empty();
 }
 
 void RaftDriver::Run() {
@@ -142,6 +154,7 @@ void RaftDriver::Run() {
 
 void RaftDriver::RunOnce() {
   std::vector<PendingProposal> proposals;
+  std::vector<PendingConfChange> conf_changes;
   std::vector<raft::Message> inbox;
   std::vector<Done> new_reads;
   uint64_t transfer_to;
@@ -150,6 +163,7 @@ void RaftDriver::RunOnce() {
   {
     absl::MutexLock l(&mu_);
     proposals.swap(proposals_);
+    conf_changes.swap(conf_changes_);
     inbox.swap(inbox_);
     new_reads.swap(new_reads_);
     transfer_to = std::exchange(transfer_to_, raft::kNone);
@@ -170,6 +184,11 @@ void RaftDriver::RunOnce() {
       const absl::Status why = absl::IsUnavailable(s) ? NoLeaderError() : s;
       for (PendingProposal& p : proposals) p.on_dropped(why);
     }
+  }
+
+  for (PendingConfChange& p : conf_changes) {
+    absl::Status s = node_->ProposeConfChange(p.cc);
+    if (!s.ok()) p.on_dropped(absl::IsUnavailable(s) ? NoLeaderError() : s);
   }
 
   const absl::Time now = clock_->Now();
@@ -196,7 +215,9 @@ void RaftDriver::RunOnce() {
     node_->ReadIndex(read_in_flight_);
   }
 
+  bool changed = false;
   if (now >= next_tick_) {
+    changed = true;  // the leader's view of its followers moves with heartbeats
     node_->Tick();
     next_tick_ += options_.tick;
     // After a stall (a paused process), skip the missed ticks rather than firing them
@@ -204,7 +225,6 @@ void RaftDriver::RunOnce() {
     if (next_tick_ <= now) next_tick_ = now + options_.tick;
   }
 
-  bool changed = false;
   while (node_->HasReady()) {
     changed = true;
     raft::Ready rd = node_->GetReady();
@@ -368,17 +388,26 @@ void RaftDriver::PublishStatus() {
   status_.applied = applied_.load(std::memory_order_acquire);
   status_.last_index = st.last_index;
   status_.conf_state = st.conf_state;
+  status_.match.clear();
+  if (st.soft_state.role == raft::Role::kLeader) {
+    for (const auto& [id, pr] : node_->raft().tracker().progress()) {
+      status_.match.emplace_back(id, pr.match);
+    }
+  }
 }
 
 void RaftDriver::FailEverything(const absl::Status& s) {
   std::vector<PendingProposal> proposals;
+  std::vector<PendingConfChange> conf_changes;
   std::vector<Done> new_reads;
   {
     absl::MutexLock l(&mu_);
     proposals.swap(proposals_);
+    conf_changes.swap(conf_changes_);
     new_reads.swap(new_reads_);
   }
   for (PendingProposal& p : proposals) p.on_dropped(s);
+  for (PendingConfChange& p : conf_changes) p.on_dropped(s);
   for (Done& d : new_reads) d(s);
   for (Done& d : reads_unasked_) d(s);
   for (Done& d : reads_in_round_) d(s);

@@ -112,6 +112,9 @@ struct DriverStatus {
   uint64_t applied = 0;
   uint64_t last_index = 0;
   raft::ConfState conf_state;
+  // On the leader: how far each member's log is known to match the leader's (its own
+  // included). Empty on other members.
+  std::vector<std::pair<uint64_t, uint64_t>> match;
 };
 
 class RaftDriver : public MessageSink {
@@ -153,6 +156,10 @@ class RaftDriver : public MessageSink {
   // Queues `data` for proposal. `on_dropped` runs if the node refused it (no leader,
   // transfer in progress); an accepted proposal reports through the StateMachine.
   void Propose(std::string data, Done on_dropped);
+  // Queues a configuration change; `on_dropped` runs if the node refused it (see
+  // Raft::StepLeader: no leader, another change pending, invalid). An accepted change
+  // reports through the StateMachine.
+  void ProposeConfChange(raft::ConfChange cc, Done on_dropped);
   // Calls `done(OK)` once this member has applied everything committed before the call
   // (a linearizable read may then read the state machine), or an error.
   void ReadBarrier(Done done);
@@ -171,6 +178,10 @@ class RaftDriver : public MessageSink {
  private:
   struct PendingProposal {
     std::string data;
+    Done on_dropped;
+  };
+  struct PendingConfChange {
+    raft::ConfChange cc;
     Done on_dropped;
   };
   struct ReadWaiter {
@@ -210,6 +221,7 @@ class RaftDriver : public MessageSink {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<PendingProposal> proposals_ ABSL_GUARDED_BY(mu_);
+  std::vector<PendingConfChange> conf_changes_ ABSL_GUARDED_BY(mu_);
   std::vector<raft::Message> inbox_ ABSL_GUARDED_BY(mu_);
   std::vector<Done> new_reads_ ABSL_GUARDED_BY(mu_);
   uint64_t transfer_to_ ABSL_GUARDED_BY(mu_) = raft::kNone;

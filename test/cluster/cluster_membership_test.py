@@ -1,0 +1,275 @@
+"""Membership changes with etcdctl on a kvstore cluster: member add (a voter, then a
+learner that is promoted), a new member started with --initial-cluster-state existing that
+catches up, member remove (a follower, then the leader), member update of a peer URL, a
+member with a wiped data dir that rejoins by remove and add, and move-leader. Then the
+error messages of refused changes, compared with a real etcd 3.4.
+
+    /usr/bin/python3 test/cluster/cluster_membership_test.py --kvstore build/bin/kvstore \\
+        --stubs build/test/compat/pb
+
+Members are started by test/compat/members.py (free ports, a directory each, killed by
+pid).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compat"))
+import members  # noqa: E402
+
+ARGS = None
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
+
+
+def etcdctl(endpoints, *args, timeout=30, check=True):
+    """Runs etcdctl against `endpoints`; returns (returncode, stdout, stderr)."""
+    cmd = [ARGS.etcdctl, "--endpoints", ",".join(endpoints), "--command-timeout=10s", *args]
+    p = subprocess.run(cmd, env=dict(os.environ, ETCDCTL_API="3"), capture_output=True,
+                       text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr}{p.stdout}")
+    return p.returncode, p.stdout, p.stderr
+
+
+def eventually(what, fn, timeout=20, interval=0.1):
+    """fn() until it returns a true value (AssertionErrors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            out = fn()
+            if out:
+                return out
+        except (AssertionError, subprocess.TimeoutExpired) as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s (last: {last})")
+        time.sleep(interval)
+
+
+class MembershipTest(unittest.TestCase):
+    def setUp(self):
+        self.cluster = members.Cluster("kvstore", ARGS.kvstore, size=3,
+                                       heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_MS)
+        self.extra = []  # members started here, closed at the end
+        self.cluster.start()
+        self.live = {m.name: m for m in self.cluster.members}
+
+    def tearDown(self):
+        for m in self.extra:
+            m.close()
+        self.cluster.close()
+
+    # --- helpers -----------------------------------------------------------
+
+    def endpoints(self):
+        return [m.endpoint for m in self.live.values()]
+
+    def member_list(self):
+        _, out, _ = etcdctl(self.endpoints(), "member", "list", "-w", "json")
+        return json.loads(out)["members"]
+
+    def ids_by_name(self):
+        return {m.get("name", ""): m["ID"] for m in self.member_list()}
+
+    def leader_id(self):
+        _, out, _ = etcdctl(self.endpoints(), "endpoint", "status", "-w", "json")
+        leaders = {s["Status"].get("leader", 0) for s in json.loads(out)}
+        self.assertEqual(len(leaders), 1, f"members disagree on the leader: {out}")
+        return leaders.pop()
+
+    def name_of(self, member_id):
+        for m in self.member_list():
+            if m["ID"] == member_id:
+                return m.get("name", "")
+        raise AssertionError(f"no member {member_id:x}")
+
+    def serializable_get(self, member, key):
+        _, out, _ = etcdctl([member.endpoint], "get", key, "--consistency=s",
+                            "--print-value-only")
+        return out.strip()
+
+    def new_member(self, name):
+        m = members.Member("kvstore", ARGS.kvstore, name=name, heartbeat_ms=HEARTBEAT_MS,
+                           election_ms=ELECTION_MS,
+                           extra_flags=["--initial-cluster-state", "existing"],
+                           dir_prefix=f"cluster-kvstore-{name}-")
+        m.client_port, m.peer_port = members.free_ports(2)
+        m.cluster_token = self.cluster.token
+        self.extra.append(m)
+        return m
+
+    def start_joining(self, m):
+        """Starts `m` (already added) with --initial-cluster-state existing and every
+        current member in --initial-cluster; waits until it serves."""
+        m.initial_cluster = ",".join(
+            f"{x.name}={x.peer_url}" for x in list(self.live.values()) + [m])
+        m.spawn(keep_ports=True)
+        m.wait_healthy(30)
+        self.live[m.name] = m
+
+    def add(self, m, learner=False):
+        args = ["member", "add", m.name, f"--peer-urls={m.peer_url}", "-w", "json"]
+        if learner:
+            args.append("--learner")
+        _, out, _ = etcdctl(self.endpoints(), *args)
+        resp = json.loads(out)
+        self.assertEqual(resp["member"]["peerURLs"], [m.peer_url])
+        self.assertEqual(bool(resp["member"].get("isLearner")), learner)
+        self.assertIn(resp["member"]["ID"], [x["ID"] for x in resp["members"]])
+        return resp["member"]["ID"]
+
+    def wait_published(self, name, client_url):
+        def published():
+            for x in self.member_list():
+                if x.get("name") == name and x.get("clientURLs") == [client_url]:
+                    return True
+            return False
+        eventually(f"{name} in the member list with its client URL", published)
+
+    def remove(self, member_id):
+        etcdctl(self.endpoints(), "member", "remove", f"{member_id:x}")
+
+    def wait_removed_exit(self, m):
+        rc = m.wait_exit(15)
+        self.assertIsNotNone(rc, f"removed member {m.name} still runs:\n{m.log_tail()}")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("permanently removed", m.log_tail(60))
+        del self.live[m.name]
+
+    def put_everywhere_visible(self, key, value):
+        etcdctl(self.endpoints(), "put", key, value)
+        for m in self.live.values():
+            eventually(f"{key} on {m.name}", lambda m=m: self.serializable_get(m, key) == value)
+
+    # --- the scenario ------------------------------------------------------
+
+    def test_membership_changes(self):
+        etcdctl(self.endpoints(), "put", "before", "v0")
+
+        # A new voter joins with --initial-cluster-state existing and catches up.
+        n4 = self.new_member("n4")
+        n4_id = self.add(n4)
+        self.start_joining(n4)
+        eventually("n4 caught up", lambda: self.serializable_get(n4, "before") == "v0")
+        self.wait_published("n4", n4.client_url)
+        self.assertEqual(len(self.member_list()), 4)
+        self.assertEqual(self.ids_by_name()["n4"], n4_id)
+
+        # A learner joins and is promoted once it is in sync.
+        n5 = self.new_member("n5")
+        n5_id = self.add(n5, learner=True)
+        self.start_joining(n5)
+        self.wait_published("n5", n5.client_url)
+        self.assertTrue([x for x in self.member_list() if x["ID"] == n5_id][0]["isLearner"])
+        leader = self.leader_id()
+        leader_ep = self.live[self.name_of(leader)].endpoint
+        eventually("promote n5",
+                   lambda: etcdctl([leader_ep], "member", "promote", f"{n5_id:x}",
+                                   check=False)[0] == 0)
+        self.assertFalse([x for x in self.member_list() if x["ID"] == n5_id][0].get("isLearner"))
+        self.put_everywhere_visible("after-promote", "v1")
+
+        # A follower is removed: it stops, the others go on.
+        leader = self.leader_id()
+        follower = next(m for m in self.live.values() if m.name != self.name_of(leader))
+        self.remove(self.ids_by_name()[follower.name])
+        self.wait_removed_exit(follower)
+        self.assertEqual(len(self.member_list()), 4)
+        self.put_everywhere_visible("after-follower-removal", "v2")
+
+        # The leader is removed: it hands over and stops; a new leader serves.
+        leader = self.leader_id()
+        old_leader = self.live[self.name_of(leader)]
+        self.remove(leader)
+        self.wait_removed_exit(old_leader)
+        eventually("a new leader", lambda: self.leader_id() not in (0, leader))
+        self.assertEqual(len(self.member_list()), 3)
+        self.put_everywhere_visible("after-leader-removal", "v3")
+
+        # A member's peer URL changes; restarted there, it rejoins.
+        leader = self.leader_id()
+        moved = next(m for m in self.live.values() if m.name != self.name_of(leader))
+        moved_id = self.ids_by_name()[moved.name]
+        new_peer_port = members.free_ports(1)[0]
+        new_url = f"http://127.0.0.1:{new_peer_port}"
+        etcdctl(self.endpoints(), "member", "update", f"{moved_id:x}", f"--peer-urls={new_url}")
+        self.assertEqual([x for x in self.member_list() if x["ID"] == moved_id][0]["peerURLs"],
+                         [new_url])
+        moved.stop()
+        moved.peer_port = new_peer_port
+        moved.start(30, keep_ports=True)
+        self.put_everywhere_visible("after-update", "v4")
+
+        # A member loses its data dir: removed and added again (a new id), it rejoins empty.
+        leader = self.leader_id()
+        wiped = next(m for m in self.live.values() if m.name != self.name_of(leader))
+        old_id = self.ids_by_name()[wiped.name]
+        wiped.stop()
+        del self.live[wiped.name]
+        shutil.rmtree(wiped.data_dir)
+        self.remove(old_id)
+        eventually("the wiped member's removal applied", lambda: len(self.member_list()) == 2)
+        new_id = self.add(wiped)
+        self.assertNotEqual(new_id, old_id)
+        wiped.extra_flags = ["--initial-cluster-state", "existing"]
+        self.start_joining(wiped)
+        self.wait_published(wiped.name, wiped.client_url)
+        eventually("the wiped member caught up",
+                   lambda: self.serializable_get(wiped, "after-update") == "v4")
+        self.put_everywhere_visible("after-rejoin", "v5")
+
+        # move-leader to a chosen follower.
+        leader = self.leader_id()
+        target = next(x["ID"] for x in self.member_list() if x["ID"] != leader)
+        etcdctl(self.endpoints(), "move-leader", f"{target:x}")
+        eventually("the chosen leader", lambda: self.leader_id() == target)
+        self.put_everywhere_visible("after-move", "v6")
+
+
+class ErrorMessagesTest(unittest.TestCase):
+    """Refused membership changes answer as a real etcd 3.4 does."""
+
+    def test_errors_match_etcd(self):
+        mine, ref = members.start_pair(ARGS, name="solo")
+        try:
+            def errors(m):
+                out = []
+                for args in (["member", "add", "x", f"--peer-urls={m.peer_url}"],
+                             ["member", "add", "x", "--peer-urls=not-a-url"],
+                             ["member", "remove", "1234"],
+                             ["member", "update", "1234", "--peer-urls=http://127.0.0.1:1"],
+                             ["member", "promote", "1234"]):
+                    rc, _, err = etcdctl([m.endpoint], *args, check=False)
+                    out.append((rc, err.strip().splitlines()[-1] if err.strip() else ""))
+                _, lst, _ = etcdctl([m.endpoint], "member", "list", "-w", "json")
+                me = json.loads(lst)["members"][0]["ID"]
+                for args in (["member", "promote", f"{me:x}"], ["member", "remove", f"{me:x}"]):
+                    rc, _, err = etcdctl([m.endpoint], *args, check=False)
+                    out.append((rc, err.strip().splitlines()[-1] if err.strip() else ""))
+                return out
+
+            got, want = errors(mine), errors(ref)
+            self.assertEqual(len(got), 7)
+            if os.environ.get("MEMBERSHIP_VERBOSE"):
+                sys.stderr.write(f"ours: {got}\netcd: {want}\n")
+            for g, w in zip(got, want):
+                # etcdctl prints the member id, which differs; the message must not.
+                self.assertEqual(g[0], w[0], f"{g} vs etcd's {w}")
+                self.assertEqual(g[1].split(": ", 1)[-1], w[1].split(": ", 1)[-1],
+                                 f"{g} vs etcd's {w}")
+        finally:
+            mine.close()
+            ref.close()
+
+
+if __name__ == "__main__":
+    ARGS = members.parse_args(__doc__)
+    unittest.main()
