@@ -78,7 +78,7 @@ void Applier::ApplyConfChange(const raft::Entry& e) {
   if (cc.ok() && !cc->context.empty() && change.ParseFromString(cc->context)) {
     listener_->OnMemberChange(change);
     CommitIndexOnly(e.index);
-    listener_->OnApplied(change.request_id(), ApplyResult{});
+    listener_->OnApplied(change.proposer(), change.request_id(), ApplyResult{});
     return;
   }
   if (!cc.ok() || !cc->context.empty()) {

@@ -826,8 +826,9 @@ absl::Status KvServer::ChangeMembers(kvstore::internal::MemberChange change, abs
       break;
   }
   cc.changes.push_back(single);
-  const uint64_t id = (member_id_ << 40) ^ next_request_.fetch_add(1);
+  const uint64_t id = next_request_.fetch_add(1);
   change.set_request_id(id);
+  change.set_proposer(member_id_);
   cc.context = change.SerializeAsString();
   absl::Notification notified;
   absl::Status out;
