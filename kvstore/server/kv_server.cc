@@ -58,24 +58,8 @@ class KvServer::Snapshots final : public Snapshotter {
     return dir;
   }
 
-  // The published attributes of the members, which live in the member list rather than
-  // the store: each a 4-byte big-endian length and a MemberAttrSetRequest.
-  std::string SnapshotData() override {
-    std::string out;
-    for (const MemberInfo& m : server_->membership_->Members()) {
-      if (m.name.empty() && m.client_urls.empty()) continue;
-      kvstore::internal::MemberAttrSetRequest r;
-      r.set_member_id(m.id);
-      r.set_name(m.name);
-      for (const std::string& u : m.client_urls) r.add_client_urls(u);
-      const std::string bytes = r.SerializeAsString();
-      for (int shift = 24; shift >= 0; shift -= 8) {
-        out.push_back(static_cast<char>(bytes.size() >> shift));
-      }
-      out += bytes;
-    }
-    return out;
-  }
+  // The member list at the snapshot's index, which lives beside the store, not in it.
+  std::string SnapshotData() override { return server_->membership_->EncodeMembers(); }
 
   absl::Status Install(const raft::Snapshot& snap) override {
     mvcc::MvccStore& store = *server_->mvcc_;
@@ -84,26 +68,11 @@ class KvServer::Snapshots final : public Snapshotter {
     if (!std::filesystem::is_directory(path, ec)) {
       return absl::NotFoundError(absl::StrCat("no state received for the snapshot at ", path));
     }
-    std::vector<kvstore::internal::MemberAttrSetRequest> attrs;
-    for (std::string_view in = snap.data; !in.empty();) {
-      if (in.size() < 4) return absl::DataLossError("snapshot: bad member attributes");
-      size_t n = 0;
-      for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(in[i]);
-      in.remove_prefix(4);
-      if (in.size() < n || !attrs.emplace_back().ParseFromArray(in.data(), static_cast<int>(n))) {
-        return absl::DataLossError("snapshot: bad member attributes");
-      }
-      in.remove_prefix(n);
-    }
+    absl::StatusOr<std::vector<MemberInfo>> members = Membership::DecodeMembers(snap.data);
+    if (!members.ok()) return members.status();
     const int64_t revision = store.CurrentRevision();
     if (absl::Status s = store.ReplaceWith(path); !s.ok()) return s;
-    for (const kvstore::internal::MemberAttrSetRequest& r : attrs) {
-      const std::optional<MemberInfo> known = server_->membership_->Find(r.member_id());
-      const std::vector<std::string> urls(r.client_urls().begin(), r.client_urls().end());
-      if (known && (known->name != r.name() || known->client_urls != urls)) {
-        server_->OnMemberAttrSet(r);
-      }
-    }
+    if (absl::Status s = server_->AdoptMembers(*std::move(members)); !s.ok()) return s;
     if (store.AppliedIndex() != snap.meta.index) {
       return absl::DataLossError(absl::StrCat("the state received for the snapshot at index ",
                                               snap.meta.index, " is at index ",
@@ -796,6 +765,36 @@ void KvServer::OnMemberChange(const kvstore::internal::MemberChange& c) {
       spdlog::error("member {:x} has an unusable peer URL: {}", id, address.status().ToString());
     }
   }
+}
+
+absl::Status KvServer::AdoptMembers(std::vector<MemberInfo> members) {
+  const std::vector<MemberInfo> before = membership_->Members();
+  if (absl::Status s = membership_->Replace(members); !s.ok()) return s;
+  auto find = [](const std::vector<MemberInfo>& list, uint64_t id) -> const MemberInfo* {
+    for (const MemberInfo& m : list) {
+      if (m.id == id) return &m;
+    }
+    return nullptr;
+  };
+  if (find(members, member_id_) == nullptr) {
+    absl::MutexLock l(&removed_mu_);
+    removed_at_ = absl::Now();
+  }
+  if (transport_ == nullptr) return absl::OkStatus();
+  for (const MemberInfo& old : before) {
+    const MemberInfo* now = find(members, old.id);
+    if (now == nullptr || now->peer_urls != old.peer_urls) transport_->RemovePeer(old.id);
+  }
+  for (const MemberInfo& m : members) {
+    const MemberInfo* old = find(before, m.id);
+    if (m.id == member_id_ || m.peer_urls.empty() || (old && old->peer_urls == m.peer_urls)) {
+      continue;
+    }
+    absl::StatusOr<std::string> address = UrlHostPort(m.peer_urls.front());
+    if (!address.ok()) return address.status();
+    transport_->AddPeer(m.id, *address);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status KvServer::ChangeMembers(kvstore::internal::MemberChange change, absl::Time deadline) {

@@ -181,6 +181,8 @@ class KvServer : public ApplyListener {
   void OnCompactionScheduled() override;
   void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) override;
   void OnMemberChange(const kvstore::internal::MemberChange& change) override;
+  // Makes `members` (a received snapshot's) the member list, and the transport's peers.
+  absl::Status AdoptMembers(std::vector<MemberInfo> members);
 
   // Proposes a membership change (its request id is set here) and returns once this
   // member applied it: ADD, REMOVE and PROMOTE as a Raft configuration change, UPDATE as

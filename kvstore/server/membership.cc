@@ -396,6 +396,32 @@ absl::Status Membership::Promote(uint64_t id) {
   return s;
 }
 
+absl::Status Membership::Replace(std::vector<MemberInfo> members) {
+  return Mutate([&members](std::vector<MemberInfo>& current) {
+    if (current == members) return false;
+    current = std::move(members);
+    return true;
+  });
+}
+
+std::string Membership::EncodeMembers() const {
+  kvstore::internal::ClusterRecord record;
+  for (const MemberInfo& m : Members()) ToRecord(m, record.add_members());
+  return record.SerializeAsString();
+}
+
+absl::StatusOr<std::vector<MemberInfo>> Membership::DecodeMembers(const std::string& bytes) {
+  kvstore::internal::ClusterRecord record;
+  if (!record.ParseFromString(bytes) || record.members().empty()) {
+    return absl::DataLossError("snapshot: the member list cannot be read");
+  }
+  std::vector<MemberInfo> members;
+  for (const kvstore::internal::MemberRecord& r : record.members()) {
+    members.push_back(FromRecord(r));
+  }
+  return members;
+}
+
 absl::Status Membership::Write(const std::vector<MemberInfo>& members) const {
   kvstore::internal::ClusterRecord record;
   record.set_member_id(member_id_);

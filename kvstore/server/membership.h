@@ -121,6 +121,13 @@ class Membership {
   absl::Status UpdatePeerUrls(uint64_t id, const std::vector<std::string>& peer_urls)
       ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
   absl::Status Promote(uint64_t id) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+  // Replaces the whole list with a Raft snapshot's (see EncodeMembers); synced.
+  absl::Status Replace(std::vector<MemberInfo> members) ABSL_LOCKS_EXCLUDED(mu_, write_mu_);
+
+  // The member list as bytes, for a Raft snapshot: a ClusterRecord with only its members.
+  std::string EncodeMembers() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Reads EncodeMembers' bytes; DataLossError if they are damaged.
+  static absl::StatusOr<std::vector<MemberInfo>> DecodeMembers(const std::string& bytes);
 
  private:
   // Applies `change` to a copy of the list and, if it changed anything, writes the copy

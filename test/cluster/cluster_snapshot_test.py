@@ -196,6 +196,66 @@ class ClusterSnapshotTest(unittest.TestCase):
               min(20, self.remaining()))
         self.assert_same_hash(last.header.revision)
 
+    def test_snapshot_carries_the_member_list(self):
+        """A member down while a learner moves to a new peer URL learns of it from the
+        snapshot it receives: the new URL is in its member list, and once it leads, it
+        replicates to the learner there."""
+        leader = self.wait_leader(self.names, 10)
+        lagging = next(n for n in self.names if n != leader)
+        cluster = rpc_pb2_grpc.ClusterStub(self.clients[leader].channel)
+
+        learner = members.Member("kvstore", ARGS.kvstore, name="learner",
+                                 extra_flags=list(FLAGS) + ["--initial-cluster-state",
+                                                            "existing"],
+                                 dir_prefix="cluster-snapshot-learner-")
+        learner.client_port, learner.peer_port = members.free_ports(2)
+        learner.cluster_token = self.cluster.token
+        self.addCleanup(learner.close)
+        added = retry("adding a learner", lambda: cluster.MemberAdd(rpc_pb2.MemberAddRequest(
+            peerURLs=[learner.peer_url], isLearner=True), timeout=10), 10, interval=0.5)
+        learner_id = added.member.ID
+        learner.initial_cluster = ",".join(
+            f"{m.name}={m.peer_url}" for m in self.cluster.members + [learner])
+        learner.spawn(keep_ports=True)
+        learner.wait_healthy(30)
+
+        # With `lagging` down, the learner moves to a new peer port.
+        self.member(lagging).stop()
+        learner.stop()
+        learner.peer_port = members.free_ports(1)[0]
+        cluster.MemberUpdate(rpc_pb2.MemberUpdateRequest(ID=learner_id,
+                                                         peerURLs=[learner.peer_url]),
+                             timeout=10)
+        learner.start(timeout=self.remaining(), keep_ports=True)
+
+        self.put_many(leader, "k", 400)  # past the leader's log: `lagging` needs a snapshot
+        self.member(lagging).start(timeout=self.remaining(), keep_ports=True)
+        self.reconnect(lagging)
+        retry(f"{lagging} catching up",
+              lambda: True if self.count(lagging, b"k")[0] == 400 else None,
+              min(30, self.remaining()))
+        self.assertIn("installed the snapshot at index", self.member(lagging).log_tail(400))
+        listed = rpc_pb2_grpc.ClusterStub(self.clients[lagging].channel).MemberList(
+            rpc_pb2.MemberListRequest(), timeout=5).members
+        mine = [m for m in listed if m.ID == learner_id]
+        self.assertEqual(len(mine), 1, listed)
+        self.assertEqual(list(mine[0].peerURLs), [learner.peer_url])
+        self.assertTrue(mine[0].isLearner)
+
+        # `lagging` leads: the learner still gets new entries, from it, at its new URL.
+        self.clients[leader].maintenance.MoveLeader(
+            rpc_pb2.MoveLeaderRequest(targetID=self.cluster.ids()[lagging]), timeout=10)
+        self.assertEqual(self.wait_leader(self.names, 10), lagging)
+        self.put_many(lagging, "k5", 50)
+        channel = grpc.insecure_channel(learner.endpoint)
+        self.addCleanup(channel.close)
+        learner_kv = rpc_pb2_grpc.KVStub(channel)
+        retry("the learner after the leader change",
+              lambda: True if learner_kv.Range(rpc_pb2.RangeRequest(
+                  key=b"k5/", range_end=b"k50", serializable=True, count_only=True),
+                  timeout=5).count == 50 else None,
+              min(20, self.remaining()))
+
 
 def main():
     global ARGS, rpc_pb2, rpc_pb2_grpc
