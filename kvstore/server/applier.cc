@@ -1,5 +1,6 @@
 #include "kvstore/server/applier.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "kvstore/server/errors.h"
@@ -56,7 +57,10 @@ void Applier::Apply(const raft::Entry& e) {
     const int64_t rev = store_->CurrentRevision();
     std::visit(
         [rev](auto& resp) {
-          if constexpr (!std::is_same_v<std::decay_t<decltype(resp)>, std::monostate>) {
+          using T = std::decay_t<decltype(resp)>;
+          // etcd 3.4 answers alarm changes without a header.
+          if constexpr (!std::is_same_v<T, std::monostate> &&
+                        !std::is_same_v<T, etcdserverpb::AlarmResponse>) {
             resp.mutable_header()->set_revision(rev);
           }
         },
@@ -165,10 +169,49 @@ ApplyResult Applier::ApplyRequest(const kvstore::internal::InternalRaftRequest& 
     case kvstore::internal::InternalRaftRequest::kLeaseRevoke:
       take(RevokeLease(r.lease_revoke().id(), txn));
       break;
+    case kvstore::internal::InternalRaftRequest::kAlarm:
+      take(ApplyAlarm(r.alarm(), txn));
+      break;
     default:
       out.status = absl::InvalidArgumentError("etcdserver: unknown request in raft entry");
   }
   return out;
+}
+
+absl::StatusOr<etcdserverpb::AlarmResponse> Applier::ApplyAlarm(
+    const etcdserverpb::AlarmRequest& r, mvcc::WriteTxn& txn) {
+  absl::StatusOr<std::vector<mvcc::AlarmRecord>> current = store_->Alarms();
+  if (!current.ok()) return current.status();
+  std::vector<mvcc::AlarmRecord> alarms = *std::move(current);
+  const mvcc::AlarmRecord alarm{r.memberid(), static_cast<int32_t>(r.alarm())};
+  const auto it = std::find(alarms.begin(), alarms.end(), alarm);
+  etcdserverpb::AlarmResponse resp;
+  auto answer = [&resp, &r] {
+    etcdserverpb::AlarmMember* m = resp.add_alarms();
+    m->set_memberid(r.memberid());
+    m->set_alarm(r.alarm());
+  };
+  switch (r.action()) {
+    case etcdserverpb::AlarmRequest::ACTIVATE:
+      if (it == alarms.end()) {
+        alarms.push_back(alarm);
+        std::sort(alarms.begin(), alarms.end());
+        spdlog::warn("alarm {} raised by member {:x}", etcdserverpb::AlarmType_Name(r.alarm()),
+                     r.memberid());
+      }
+      answer();
+      break;
+    case etcdserverpb::AlarmRequest::DEACTIVATE:
+      if (it == alarms.end()) return resp;
+      alarms.erase(it);
+      answer();
+      break;
+    default:
+      return BadAlarmRequestError();
+  }
+  if (absl::Status s = txn.SetAlarms(alarms); !s.ok()) return s;
+  listener_->OnAlarms(alarms);
+  return resp;
 }
 
 absl::StatusOr<etcdserverpb::PutResponse> Applier::Put(const etcdserverpb::PutRequest& r,

@@ -33,7 +33,7 @@ struct ApplyResult {
   std::variant<std::monostate, etcdserverpb::PutResponse, etcdserverpb::DeleteRangeResponse,
                etcdserverpb::TxnResponse, etcdserverpb::CompactionResponse,
                etcdserverpb::LeaseGrantResponse, etcdserverpb::LeaseRevokeResponse,
-               etcdserverpb::RangeResponse>
+               etcdserverpb::RangeResponse, etcdserverpb::AlarmResponse>
       response;
 };
 
@@ -47,6 +47,8 @@ class ApplyListener {
   // A compaction was marked: the history below it is to be deleted (MvccStore::RunCompaction),
   // off the applying thread.
   virtual void OnCompactionScheduled() = 0;
+  // The set of active alarms changed to `alarms` (sorted).
+  virtual void OnAlarms(const std::vector<mvcc::AlarmRecord>& alarms) = 0;
   // A member published its name and client URLs. Called before the entry's index is
   // recorded as applied, so the record must be durable when this returns.
   virtual void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) = 0;
@@ -78,6 +80,10 @@ class Applier : public StateMachine {
   absl::Status CheckTxnLeases(const etcdserverpb::TxnRequest& r, mvcc::WriteTxn& txn);
   absl::StatusOr<etcdserverpb::LeaseRevokeResponse> RevokeLease(int64_t id, mvcc::WriteTxn& txn);
   ApplyResult Compact(const etcdserverpb::CompactionRequest& r, uint64_t index);
+  // etcd's alarm store: ACTIVATE answers with the alarm, DEACTIVATE with the one cleared
+  // (if it was active); the new set is persisted in `txn` and given to the listener.
+  absl::StatusOr<etcdserverpb::AlarmResponse> ApplyAlarm(const etcdserverpb::AlarmRequest& r,
+                                                         mvcc::WriteTxn& txn);
   // Commits `txn` recording `index`; reports its changes to the listener and the lessor.
   void Commit(mvcc::WriteTxn& txn, uint64_t index);
   void CommitIndexOnly(uint64_t index);

@@ -87,6 +87,9 @@ class KvServer::Snapshots final : public Snapshotter {
     absl::StatusOr<std::vector<mvcc::LeaseKey>> attached = store.AllLeaseKeys();
     if (!attached.ok()) return attached.status();
     for (const mvcc::LeaseKey& lk : *attached) lessor.Attach(lk.lease, lk.key);
+    absl::StatusOr<std::vector<mvcc::AlarmRecord>> alarms = store.Alarms();
+    if (!alarms.ok()) return alarms.status();
+    server_->OnAlarms(*alarms);
     // Older snapshots that arrived too late are of no use any more.
     for (const auto& entry : std::filesystem::directory_iterator(server_->snap_dir_, ec)) {
       if (entry.path().filename().string().rfind("recv-", 0) == 0) {
@@ -173,6 +176,10 @@ absl::Status KvServer::Init() {
   absl::StatusOr<std::vector<mvcc::LeaseKey>> attached = mvcc_->AllLeaseKeys();
   if (!attached.ok()) return attached.status();
   for (const mvcc::LeaseKey& lk : *attached) lessor_.Attach(lk.lease, lk.key);
+
+  absl::StatusOr<std::vector<mvcc::AlarmRecord>> alarms = mvcc_->Alarms();
+  if (!alarms.ok()) return alarms.status();
+  OnAlarms(*alarms);
 
   applier_ = std::make_unique<Applier>(mvcc_.get(), &lessor_, this);
   RaftDriver::Options d;
@@ -641,6 +648,7 @@ absl::Status KvServer::CheckAlarms(const kvstore::internal::InternalRaftRequest&
       corrupt |= type == etcdserverpb::CORRUPT;
     }
   }
+  if (r.has_alarm()) return absl::OkStatus();  // how alarms are cleared
   if (corrupt) return CorruptError();
   if (nospace && (r.has_put() || r.has_lease_grant() || (r.has_txn() && TxnMayPut(r.txn())))) {
     return NoSpaceError();
@@ -648,38 +656,42 @@ absl::Status KvServer::CheckAlarms(const kvstore::internal::InternalRaftRequest&
   return absl::OkStatus();
 }
 
-absl::StatusOr<etcdserverpb::AlarmResponse> KvServer::Alarm(const etcdserverpb::AlarmRequest& r) {
-  etcdserverpb::AlarmResponse resp;
-  auto add = [&resp](int type, uint64_t member) {
-    etcdserverpb::AlarmMember* m = resp.add_alarms();
-    m->set_memberid(member);
-    m->set_alarm(static_cast<etcdserverpb::AlarmType>(type));
-  };
-  absl::MutexLock l(&alarm_mu_);
+absl::StatusOr<etcdserverpb::AlarmResponse> KvServer::Alarm(const etcdserverpb::AlarmRequest& r,
+                                                           absl::Time deadline) {
   switch (r.action()) {
-    case etcdserverpb::AlarmRequest::GET:
-      for (const auto& [type, member] : alarms_) {
-        if (r.alarm() == etcdserverpb::NONE || r.alarm() == type) add(type, member);
+    case etcdserverpb::AlarmRequest::GET: {
+      etcdserverpb::AlarmResponse resp;
+      for (etcdserverpb::AlarmMember& m : ActiveAlarms()) {
+        if (r.alarm() == etcdserverpb::NONE || r.alarm() == m.alarm()) {
+          *resp.add_alarms() = std::move(m);
+        }
       }
-      return resp;
+      return resp;  // without a header, as etcd 3.4's
+    }
     case etcdserverpb::AlarmRequest::ACTIVATE:
       if (r.alarm() != etcdserverpb::NOSPACE && r.alarm() != etcdserverpb::CORRUPT) {
         return BadAlarmRequestError();
       }
-      alarms_.emplace(r.alarm(), r.memberid());
-      add(r.alarm(), r.memberid());
-      if (r.alarm() == etcdserverpb::NOSPACE) {
-        spdlog::warn("alarm NOSPACE raised by member {:x}", r.memberid());
-      } else {
-        spdlog::error("alarm CORRUPT raised by member {:x}", r.memberid());
-      }
-      return resp;
+      break;
     case etcdserverpb::AlarmRequest::DEACTIVATE:
-      if (alarms_.erase({r.alarm(), r.memberid()}) > 0) add(r.alarm(), r.memberid());
-      return resp;
+      break;
     default:
       return BadAlarmRequestError();
   }
+  kvstore::internal::InternalRaftRequest request;
+  *request.mutable_alarm() = r;
+  absl::StatusOr<ApplyResult> applied = Write(std::move(request), deadline);
+  if (!applied.ok()) return applied.status();
+  if (!applied->status.ok()) return applied->status;
+  auto* resp = std::get_if<etcdserverpb::AlarmResponse>(&applied->response);
+  if (resp == nullptr) return absl::InternalError("unexpected apply result");
+  return std::move(*resp);
+}
+
+void KvServer::OnAlarms(const std::vector<mvcc::AlarmRecord>& alarms) {
+  absl::MutexLock l(&alarm_mu_);
+  alarms_.clear();
+  for (const mvcc::AlarmRecord& a : alarms) alarms_.emplace(a.type, a.member);
 }
 
 std::vector<etcdserverpb::AlarmMember> KvServer::ActiveAlarms() const {

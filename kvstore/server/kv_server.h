@@ -160,12 +160,13 @@ class KvServer : public ApplyListener {
   const KvServerOptions& options() const { return options_; }
 
   // etcd's alarms (Maintenance.Alarm): GET lists the active ones (of one type, or all for
-  // NONE); ACTIVATE and DEACTIVATE answer with the alarm they changed, if any. While NOSPACE
-  // is active Write() refuses puts, txns that may put and lease grants (etcd's capped
-  // applier); while CORRUPT is active it refuses every write. Alarms are member-local and
-  // kept in memory for now: etcd replicates them through Raft and persists them, which
-  // needs an alarm request in our Raft entry (raft_internal.proto), due with replication.
-  absl::StatusOr<etcdserverpb::AlarmResponse> Alarm(const etcdserverpb::AlarmRequest& r);
+  // NONE) as this member applied them; ACTIVATE and DEACTIVATE go through Raft, so every
+  // member holds the same alarms (persisted with the key space), and answer with the alarm
+  // raised or cleared, if any. While NOSPACE is active Write() refuses puts, txns that may
+  // put and lease grants (etcd's capped applier); while CORRUPT is active it refuses every
+  // write but alarm changes.
+  absl::StatusOr<etcdserverpb::AlarmResponse> Alarm(const etcdserverpb::AlarmRequest& r,
+                                                    absl::Time deadline);
   std::vector<etcdserverpb::AlarmMember> ActiveAlarms() const;
   // Where committed changes go (the watch hub). Set before Start().
   void set_event_sink(EventSink sink) { event_sink_ = std::move(sink); }
@@ -179,6 +180,7 @@ class KvServer : public ApplyListener {
   void OnApplied(uint64_t proposer, uint64_t request_id, ApplyResult result) override;
   void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override;
   void OnCompactionScheduled() override;
+  void OnAlarms(const std::vector<mvcc::AlarmRecord>& alarms) override;
   void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) override;
   void OnMemberChange(const kvstore::internal::MemberChange& change) override;
   // Makes `members` (a received snapshot's) the member list, and the transport's peers.

@@ -52,9 +52,11 @@ std::string MaintenanceService::MemberDir() const {
   return (fs::path(server_->options().data_dir) / "member").string();
 }
 
-grpc::Status MaintenanceService::Alarm(grpc::ServerContext*, const etcdserverpb::AlarmRequest* req,
+grpc::Status MaintenanceService::Alarm(grpc::ServerContext* ctx,
+                                       const etcdserverpb::AlarmRequest* req,
                                        etcdserverpb::AlarmResponse* resp) {
-  absl::StatusOr<etcdserverpb::AlarmResponse> r = server_->Alarm(*req);
+  absl::StatusOr<etcdserverpb::AlarmResponse> r =
+      server_->Alarm(*req, RequestDeadline(ctx, request_timeout_));
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(*r);
   return grpc::Status::OK;

@@ -39,7 +39,8 @@
 //   meta     'm' "format" -> "mvcc-v1" (marks the directory as an MVCC store);
 //            'm' "revision" -> BE64 current store revision (absent on a new store = 1);
 //            'm' "applied_index" -> BE64 Raft index last applied (opaque to the store);
-//            'm' "compact_scheduled" / "compact_finished" -> BE64 compaction revisions.
+//            'm' "compact_scheduled" / "compact_finished" -> BE64 compaction revisions;
+//            'm' "alarms" -> (varint member, varint type)* the active alarms.
 //
 // Every write transaction updates latest, history, revision index, lease index and meta in
 // one rocksdb::WriteBatch, so the key spaces always agree.
@@ -69,6 +70,7 @@ inline constexpr std::string_view kMetaRevision = "revision";
 inline constexpr std::string_view kMetaAppliedIndex = "applied_index";
 inline constexpr std::string_view kMetaCompactScheduled = "compact_scheduled";
 inline constexpr std::string_view kMetaCompactFinished = "compact_finished";
+inline constexpr std::string_view kMetaAlarms = "alarms";
 inline constexpr std::string_view kFormatVersion = "mvcc-v1";
 
 // What a history or revision-index entry records.

@@ -228,6 +228,19 @@ absl::Status WriteTxn::End() {
   return s;
 }
 
+absl::Status WriteTxn::SetAlarms(const std::vector<AlarmRecord>& alarms) {
+  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (!error_.ok()) return error_;
+  std::string value;
+  for (const AlarmRecord& a : alarms) {
+    AppendVarint64(a.member, &value);
+    AppendVarint64(static_cast<uint32_t>(a.type), &value);
+  }
+  rocksdb::Status s = batch_->Put(MetaKey(kMetaAlarms), value);
+  if (!s.ok()) return error_ = FromRocks(s, "batching alarms");
+  return absl::OkStatus();
+}
+
 // --- MvccStore ---------------------------------------------------------------------------
 
 MvccStore::MvccStore(std::string dir, const MvccStoreOptions& options,
@@ -519,6 +532,27 @@ absl::StatusOr<std::vector<LeaseRecord>> MvccStore::Leases() const {
     out.push_back(record);
   }
   if (!it->status().ok()) return FromRocks(it->status(), "lease records read");
+  return out;
+}
+
+absl::StatusOr<std::vector<AlarmRecord>> MvccStore::Alarms() const {
+  absl::ReaderMutexLock swap(&swap_mu_);
+  // The latest committed set: a transaction that changes only alarms makes no revision,
+  // and so no new read snapshot.
+  std::string raw;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), MetaKey(kMetaAlarms), &raw);
+  std::vector<AlarmRecord> out;
+  if (s.IsNotFound()) return out;
+  if (!s.ok()) return FromRocks(s, "alarms read");
+  std::string_view in = raw;
+  while (!in.empty()) {
+    uint64_t member = 0, type = 0;
+    if (!ConsumeVarint64(&in, &member) || !ConsumeVarint64(&in, &type)) {
+      return Corrupt("alarms", MetaKey(kMetaAlarms));
+    }
+    out.push_back(AlarmRecord{member, static_cast<int32_t>(type)});
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

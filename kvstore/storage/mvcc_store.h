@@ -136,6 +136,15 @@ struct LeaseRecord {
   friend bool operator==(const LeaseRecord&, const LeaseRecord&) = default;
 };
 
+// An active alarm (etcd's Maintenance.Alarm) as the server persists it through
+// WriteTxn::SetAlarms: which member raised which kind (the server's numbering).
+struct AlarmRecord {
+  uint64_t member = 0;
+  int32_t type = 0;
+
+  friend auto operator<=>(const AlarmRecord&, const AlarmRecord&) = default;
+};
+
 struct LeaseKey {
   int64_t lease = kNoLease;
   std::string key;
@@ -179,6 +188,9 @@ class WriteTxn {
   absl::Status PutLease(int64_t id, int64_t ttl);
   // Forgets a lease record. Keys attached to it are not touched: delete them first (revoke).
   absl::Status DeleteLease(int64_t id);
+  // Replaces the set of active alarms, committed with this transaction. Not a change of
+  // the key space: no revision, no event.
+  absl::Status SetAlarms(const std::vector<AlarmRecord>& alarms);
 
   // Records the Raft index this transaction applies; committed with it and returned by
   // MvccStore::AppliedIndex(). A transaction with only this still commits (without a new
@@ -283,6 +295,8 @@ class MvccStore {
   absl::StatusOr<std::vector<std::string>> KeysWithLease(int64_t lease) const;
   // Every lease record, sorted by id: how the lease layer rebuilds its leases at open.
   absl::StatusOr<std::vector<LeaseRecord>> Leases() const;
+  // The active alarms as the last committed WriteTxn::SetAlarms left them, sorted.
+  absl::StatusOr<std::vector<AlarmRecord>> Alarms() const;
   // Every (lease, key) pair of live keys with a lease, sorted by lease then key: how the lease
   // layer rebuilds its attachments at open.
   absl::StatusOr<std::vector<LeaseKey>> AllLeaseKeys() const;

@@ -1024,6 +1024,29 @@ TEST_F(MvccStoreTest, OpenFinishesOrUndoesAnInterruptedReplacement) {
   EXPECT_EQ(store_->CurrentRevision(), 2);
 }
 
+// --- Alarms ------------------------------------------------------------------------------
+
+TEST_F(MvccStoreTest, AlarmsCommitWithTheirTransactionAndSurviveReopen) {
+  EXPECT_TRUE(store_->Alarms()->empty());
+  const int64_t rev = store_->CurrentRevision();
+  {
+    WriteTxn txn = store_->BeginWrite();
+    ASSERT_OK(txn.SetAlarms({{.member = 7, .type = 1}, {.member = 3, .type = 2}}));
+    txn.SetAppliedIndex(9);
+    ASSERT_OK(txn.End());
+  }
+  {
+    WriteTxn dropped = store_->BeginWrite();  // never ended: nothing of it stays
+    ASSERT_OK(dropped.SetAlarms({}));
+  }
+  EXPECT_EQ(store_->CurrentRevision(), rev);  // no revision, no event
+  const std::vector<AlarmRecord> want = {{.member = 3, .type = 2}, {.member = 7, .type = 1}};
+  EXPECT_EQ(*store_->Alarms(), want);
+  Reopen();
+  EXPECT_EQ(*store_->Alarms(), want);
+  EXPECT_EQ(store_->AppliedIndex(), 9u);
+}
+
 // --- Leases ------------------------------------------------------------------------------
 
 TEST_F(MvccStoreTest, LeaseIndexFollowsPutsAndDeletes) {

@@ -218,6 +218,50 @@ class ClusterBasicTest(unittest.TestCase):
                                lambda: self.keep_alive(other, grant.ID), 10), 30)
         self.assertEqual(self.get(other, b"leased", serializable=False), b"v")
 
+    def test_alarms_are_the_clusters(self):
+        names = [m.name for m in self.cluster.members]
+        self.wait_leader(names, 10)
+        ids = self.cluster.ids()
+        a, b, c = (self.clients[n] for n in names)
+        AR = rpc_pb2.AlarmRequest
+
+        def listed(client):
+            r = client.maintenance.Alarm(AR(action=AR.GET, alarm=rpc_pb2.NONE), timeout=5)
+            return sorted((m.memberID, m.alarm) for m in r.alarms)
+
+        # Raised through one member, the alarm is every member's: listed everywhere, and a
+        # put through another member is refused as etcd refuses it.
+        r = a.maintenance.Alarm(AR(action=AR.ACTIVATE, memberID=ids[names[1]],
+                                   alarm=rpc_pb2.NOSPACE), timeout=5)
+        self.assertEqual([(m.memberID, m.alarm) for m in r.alarms],
+                         [(ids[names[1]], rpc_pb2.NOSPACE)])
+        want = [(ids[names[1]], rpc_pb2.NOSPACE)]
+        for client in (a, b, c):
+            retry("alarm listed", lambda: listed(client) == want or None, 5)
+        with self.assertRaises(grpc.RpcError) as refused:
+            c.kv.Put(rpc_pb2.PutRequest(key=b"full", value=b"x"), timeout=5)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(refused.exception.details(), "etcdserver: mvcc: database space exceeded")
+        c.kv.DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"full"), timeout=5)  # deletes still go
+
+        # It survives a restart of every member (persisted), and clearing it anywhere clears
+        # it everywhere.
+        for m in self.cluster.members:
+            m.stop()
+        for m in self.cluster.members:
+            m.spawn(keep_ports=True)
+        for c2 in self.clients.values():
+            c2.close()
+        self.clients = {m.name: Client(m) for m in self.cluster.members}
+        a, b, c = (self.clients[n] for n in names)
+        retry("alarm after restart", lambda: listed(b) == want or None, 20)
+        r = c.maintenance.Alarm(AR(action=AR.DEACTIVATE, memberID=ids[names[1]],
+                                   alarm=rpc_pb2.NOSPACE), timeout=5)
+        self.assertEqual(len(r.alarms), 1)
+        for client in (a, b, c):
+            retry("alarm cleared", lambda: listed(client) == [] or None, 5)
+        self.put(names[0], b"full", b"x")
+
 
 def main():
     global ARGS, rpc_pb2, rpc_pb2_grpc
