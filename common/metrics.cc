@@ -1,7 +1,8 @@
 #include "common/metrics.h"
 
 #include <algorithm>
-#include <set>
+#include <map>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -82,33 +83,45 @@ Histogram* Registry::AddHistogram(const std::string& name, const std::string& he
 
 std::string Registry::Render() const {
   absl::MutexLock l(&mu_);
-  std::string out;
-  std::set<std::string> described;
+  // A family's lines must be together, also when one of its label sets came late.
+  std::vector<std::string> names;
+  std::map<std::string, std::vector<const Entry*>> families;
   for (const auto& e : entries_) {
-    if (described.insert(e->name).second) {
-      const char* type = e->counter ? "counter" : e->gauge ? "gauge" : "histogram";
-      absl::StrAppend(&out, "# HELP ", e->name, " ", e->help, "\n# TYPE ", e->name, " ", type,
-                      "\n");
-    }
-    if (e->counter) {
-      absl::StrAppend(&out, e->name, Labels(e->labels), " ", e->counter->value(), "\n");
-    } else if (e->gauge) {
-      absl::StrAppend(&out, e->name, Labels(e->labels), " ", e->gauge->value(), "\n");
-    } else {
-      const Histogram& h = *e->histogram;
-      uint64_t cumulative = 0;
-      for (size_t i = 0; i <= h.bounds_.size(); ++i) {
-        cumulative += h.counts_[i].load(std::memory_order_relaxed);
-        const std::string le =
-            i < h.bounds_.size() ? absl::StrCat("le=\"", h.bounds_[i], "\"") : "le=\"+Inf\"";
-        absl::StrAppend(&out, e->name, "_bucket", Labels(e->labels, le), " ", cumulative, "\n");
+    std::vector<const Entry*>& family = families[e->name];
+    if (family.empty()) names.push_back(e->name);
+    family.push_back(e.get());
+  }
+  std::string out;
+  for (const std::string& name : names) {
+    for (const Entry* e : families[name]) {
+      if (e == families[name].front()) {
+        const char* type = e->counter ? "counter" : e->gauge ? "gauge" : "histogram";
+        absl::StrAppend(&out, "# HELP ", name, " ", e->help, "\n# TYPE ", name, " ", type, "\n");
       }
-      absl::StrAppend(&out, e->name, "_sum", Labels(e->labels), " ",
-                      h.sum_.load(std::memory_order_relaxed), "\n", e->name, "_count",
-                      Labels(e->labels), " ", h.count_.load(std::memory_order_relaxed), "\n");
+      RenderEntry(*e, &out);
     }
   }
   return out;
+}
+
+void Registry::RenderEntry(const Entry& e, std::string* out) {
+  if (e.counter) {
+    absl::StrAppend(out, e.name, Labels(e.labels), " ", e.counter->value(), "\n");
+  } else if (e.gauge) {
+    absl::StrAppend(out, e.name, Labels(e.labels), " ", e.gauge->value(), "\n");
+  } else {
+    const Histogram& h = *e.histogram;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i <= h.bounds_.size(); ++i) {
+      cumulative += h.counts_[i].load(std::memory_order_relaxed);
+      const std::string le =
+          i < h.bounds_.size() ? absl::StrCat("le=\"", h.bounds_[i], "\"") : "le=\"+Inf\"";
+      absl::StrAppend(out, e.name, "_bucket", Labels(e.labels, le), " ", cumulative, "\n");
+    }
+    absl::StrAppend(out, e.name, "_sum", Labels(e.labels), " ",
+                    h.sum_.load(std::memory_order_relaxed), "\n", e.name, "_count",
+                    Labels(e.labels), " ", h.count_.load(std::memory_order_relaxed), "\n");
+  }
 }
 
 }  // namespace common

@@ -31,6 +31,17 @@ TEST(MetricsTest, RendersCountersGaugesAndCumulativeHistogramBuckets) {
             "latency_seconds_count 3\n");
 }
 
+TEST(MetricsTest, LabelSetsAddedLaterRenderWithTheirFamily) {
+  Registry r;
+  r.AddCounter("sent_total", "Sent.", "To=\"a\"")->Add(1);
+  r.AddGauge("up", "Up.")->Set(1);
+  r.AddCounter("sent_total", "Sent.", "To=\"b\"")->Add(2);
+  EXPECT_EQ(r.Render(),
+            "# HELP sent_total Sent.\n# TYPE sent_total counter\n"
+            "sent_total{To=\"a\"} 1\nsent_total{To=\"b\"} 2\n"
+            "# HELP up Up.\n# TYPE up gauge\nup 1\n");
+}
+
 TEST(MetricsTest, ConcurrentUpdatesAreNotLost) {
   Registry r;
   Counter* c = r.AddCounter("n", "");

@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   std::string name = "default", data_dir, listen_client = "http://localhost:2379";
   std::string advertise_client = "http://localhost:2379", listen_peer = "http://localhost:2380";
   std::string advertise_peer = "http://localhost:2380", initial_cluster, cluster_state = "new";
-  std::string cluster_token = "etcd-cluster", listen_metrics, test_peer_faults;
+  std::string cluster_token = "etcd-cluster", listen_metrics, metrics_addr, test_peer_faults;
   int64_t heartbeat_ms = 100, election_ms = 1000, snapshot_count = 100000;
   int64_t catchup_entries = 5000;
   int64_t max_request_bytes = 1536 * 1024, max_txn_ops = 128;
@@ -140,6 +140,8 @@ int main(int argc, char** argv) {
   flags.Int("max-txn-ops", &max_txn_ops, "maximum operations in one txn request");
   flags.String("listen-metrics-urls", &listen_metrics,
                "URLs to serve /metrics and /health on over HTTP (none by default)");
+  flags.String("metrics-addr", &metrics_addr,
+               "host:port to serve /metrics and /health on, as well (shorthand for one URL)");
   flags.String("test-peer-faults", &test_peer_faults,
                "TEST ONLY, never in production: a file of member ids (hex) this member drops "
                "Raft messages to and from, re-read every 50 ms (partition tests)");
@@ -208,14 +210,16 @@ int main(int argc, char** argv) {
   // Metrics and health are served from the start, before the member is ready: that is
   // when /health saying why not is most useful. Stopped before the server (declared after).
   std::vector<std::unique_ptr<common::HttpEndpoint>> metrics_endpoints;
-  for (const std::string& url : SplitList(listen_metrics)) {
+  std::vector<std::string> metrics_urls = SplitList(listen_metrics);
+  if (!metrics_addr.empty()) metrics_urls.push_back(absl::StrCat("http://", metrics_addr));
+  for (const std::string& url : metrics_urls) {
     absl::StatusOr<std::string> hp = kvstore::server::UrlHostPort(url);
     if (!hp.ok()) return Fail(std::string(hp.status().message()));
     kvstore::server::KvServer* s = server->get();
     auto endpoint = std::make_unique<common::HttpEndpoint>(&s->registry(),
                                                            [s] { return s->Health(); });
     if (absl::Status st = endpoint->Start(*hp); !st.ok()) {
-      return Fail(absl::StrCat("--listen-metrics-urls: ", st.message()));
+      return Fail(absl::StrCat("metrics on ", url, ": ", st.message()));
     }
     metrics_endpoints.push_back(std::move(endpoint));
   }

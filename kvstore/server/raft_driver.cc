@@ -171,9 +171,15 @@ void RaftDriver::RunOnce() {
     snapshot_reports.swap(snapshot_reports_);
   }
 
-  for (raft::Message& m : inbox) node_->Step(m).IgnoreError();  // stale messages are normal
+  for (raft::Message& m : inbox) {
+    if (m.type == raft::MessageType::kHeartbeatResp) ObserveRoundTrip(m.from);
+    node_->Step(m).IgnoreError();  // stale messages are normal
+  }
   for (uint64_t id : unreachable) node_->ReportUnreachable(id);
-  for (auto [id, ok] : snapshot_reports) node_->ReportSnapshot(id, ok);
+  for (auto [id, ok] : snapshot_reports) {
+    if (ok && options_.metrics != nullptr) options_.metrics->snapshots_sent->Add();
+    node_->ReportSnapshot(id, ok);
+  }
   if (transfer_to != raft::kNone) node_->TransferLeadership(transfer_to);
   if (!proposals.empty()) {
     std::vector<std::string> batch;
@@ -258,7 +264,13 @@ void RaftDriver::RunOnce() {
       rd.messages.erase(std::remove_if(rd.messages.begin(), rd.messages.end(), is_snap),
                         rd.messages.end());
     }
-    if (transport_ != nullptr && !rd.messages.empty()) transport_->Send(std::move(rd.messages));
+    if (transport_ != nullptr && !rd.messages.empty()) {
+      const absl::Time sent = clock_->Now();
+      for (const raft::Message& msg : rd.messages) {
+        if (msg.type == raft::MessageType::kHeartbeat) heartbeat_sent_.insert_or_assign(msg.to, sent);
+      }
+      transport_->Send(std::move(rd.messages));
+    }
     const uint64_t already = sm_->AppliedIndex();
     const absl::Time apply_start = clock_->Now();
     for (const raft::Entry& e : rd.committed_entries) {
@@ -280,6 +292,15 @@ void RaftDriver::RunOnce() {
     MaybeSnapshot();
     PublishStatus();
   }
+}
+
+void RaftDriver::ObserveRoundTrip(uint64_t from) {
+  auto it = heartbeat_sent_.find(from);
+  if (it == heartbeat_sent_.end()) return;
+  if (options_.metrics != nullptr) {
+    options_.metrics->PeerRoundTrip(from)->ObserveDuration(clock_->Now() - it->second);
+  }
+  heartbeat_sent_.erase(it);
 }
 
 void RaftDriver::InstallSnapshot(const raft::Snapshot& snap) {

@@ -26,6 +26,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -196,6 +197,8 @@ class RaftDriver : public MessageSink {
   // One pass of the loop: takes queued work, ticks, and works off every Ready.
   void RunOnce() ABSL_LOCKS_EXCLUDED(mu_);
   void HandleReadStates(const std::vector<raft::ReadState>& states);
+  // A heartbeat answer from `from`: its round trip goes to the metrics.
+  void ObserveRoundTrip(uint64_t from);
   // Replaces the state machine by a snapshot's state (before the log records it).
   void InstallSnapshot(const raft::Snapshot& snap);
   // Sends a MsgSnap with a fresh checkpoint of the state machine, at its applied index.
@@ -232,8 +235,12 @@ class RaftDriver : public MessageSink {
   // Driver thread only.
   absl::Time next_tick_;
   uint64_t last_leader_ = raft::kNone;
-  // Reads waiting for a ReadIndex round (by request id) and then for the apply index.
-  uint64_t next_read_id_ = 1;
+  // When the last heartbeat went to each peer (answers carry no id to match them by).
+  std::map<uint64_t, absl::Time> heartbeat_sent_;
+  // Reads waiting for a ReadIndex round (by request id) and then for the apply index. Ids
+  // start from the clock: an answer to a round asked before a restart, arriving late, must
+  // not match a new round (it would release the read at an index older than the read).
+  uint64_t next_read_id_ = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())) << 16;
   uint64_t read_in_flight_ = 0;  // request id of the round asked for, or 0
   absl::Time read_asked_at_;
   std::vector<Done> reads_unasked_;

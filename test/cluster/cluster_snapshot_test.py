@@ -16,6 +16,7 @@ import re
 import sys
 import time
 import unittest
+import urllib.request
 
 import grpc
 
@@ -64,8 +65,12 @@ def retry(what, fn, timeout, interval=0.05):
 class ClusterSnapshotTest(unittest.TestCase):
     def setUp(self):
         self.started = time.monotonic()
-        self.cluster = members.Cluster("kvstore", ARGS.kvstore, size=3,
-                                       extra_flags=FLAGS).start()
+        self.cluster = members.Cluster("kvstore", ARGS.kvstore, size=3, extra_flags=FLAGS)
+        self.metrics = {}  # name -> the URL of its /metrics
+        for m, port in zip(self.cluster.members, members.free_ports(3)):
+            m.extra_flags = list(FLAGS) + ["--metrics-addr", f"127.0.0.1:{port}"]
+            self.metrics[m.name] = f"http://127.0.0.1:{port}/metrics"
+        self.cluster.start()
         self.names = [m.name for m in self.cluster.members]
         self.clients = {}
         for m in self.cluster.members:
@@ -121,6 +126,13 @@ class ClusterSnapshotTest(unittest.TestCase):
             timeout=5)
         return r.count, r.header.revision
 
+    def scrape(self, name):
+        """name -> {metric line's name with labels: value}."""
+        with urllib.request.urlopen(self.metrics[name], timeout=5) as r:
+            lines = r.read().decode().splitlines()
+        return {k: float(v) for k, v in
+                (line.rsplit(" ", 1) for line in lines if line and not line.startswith("#"))}
+
     def assert_same_hash(self, revision):
         hashes = {}
         for n in self.names:
@@ -162,6 +174,12 @@ class ClusterSnapshotTest(unittest.TestCase):
                           self.member(leader).log_tail(2000))
         self.assertTrue(sent, "the leader never sent a snapshot")
         sys.stderr.write(f"leader: {sent[-1]}\n")
+        metrics = self.scrape(leader)
+        self.assertGreaterEqual(metrics["etcd_network_snapshot_send_success_total"], 1)
+        ids = self.cluster.ids()
+        for f in followers:
+            rtt = f'etcd_network_peer_round_trip_time_seconds_count{{To="{ids[f]:x}"}}'
+            self.assertGreater(metrics.get(rtt, 0), 0, f"{rtt} on the leader")
         r = self.clients[lagging].kv.Range(rpc_pb2.RangeRequest(
             key=f"k/{KEYS - 1:05d}".encode(), serializable=True), timeout=5)
         self.assertEqual(r.kvs[0].value, f"value-{KEYS - 1}".encode() * 4)
