@@ -4,6 +4,10 @@
 #   deploy/cluster.sh up [--members 1|3|5|7]  build if needed, start n1..nN, wait until each
 #                                             answers, print the endpoints (default: 3)
 #   deploy/cluster.sh status                  each member's health, role, raft term and index
+#   deploy/cluster.sh endpoints               the client endpoints, comma-separated (etcdctl's
+#                                             --endpoints)
+#   deploy/cluster.sh leader                  the name of the member that leads, waiting up to
+#                                             CLUSTER_WAIT_S for one to be elected
 #   deploy/cluster.sh kill NAME               SIGKILL NAME (by its pid file)
 #   deploy/cluster.sh stop NAME               SIGTERM NAME and wait for it to exit
 #   deploy/cluster.sh restart NAME            start NAME again on its data dir, same flags
@@ -43,7 +47,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -240,6 +244,42 @@ EOF
   done
 }
 
+cmd_endpoints() {
+  load_config
+  local i endpoints=""
+  for i in $(seq 1 "$MEMBERS"); do endpoints="${endpoints:+$endpoints,}$(endpoint "$i")"; done
+  echo "$endpoints"
+}
+
+# The member whose own status says it leads (one that lost its quorum still thinks it
+# leads until its election timeout passes; the others then elect another).
+current_leader() {
+  local etcdctl i json
+  etcdctl="$(etcdctl_bin)"
+  for i in $(seq 1 "$MEMBERS"); do
+    running_pid "n$i" >/dev/null || continue
+    json="$("$etcdctl" --endpoints="$(endpoint "$i")" --dial-timeout=1s --command-timeout=2s \
+      endpoint status -w json 2>/dev/null)" || continue
+    if STATUS_JSON="$json" "$PYTHON" -c '
+import json, os, sys
+st = json.loads(os.environ["STATUS_JSON"])[0]["Status"]
+sys.exit(0 if st.get("leader", 0) == st["header"]["member_id"] else 1)' 2>/dev/null; then
+      echo "n$i"
+      return 0
+    fi
+  done
+  return 1
+}
+
+cmd_leader() {
+  load_config
+  local deadline=$((SECONDS + WAIT_S))
+  until current_leader; do
+    [ "$SECONDS" -lt "$deadline" ] || die "no member leads (waited ${WAIT_S}s)"
+    sleep 0.2
+  done
+}
+
 cmd_kill() {
   load_config
   local name="$1" pid
@@ -317,6 +357,8 @@ shift
 case "$command" in
   up) cmd_up "$@" ;;
   status) [ $# -eq 0 ] || usage; cmd_status ;;
+  endpoints) [ $# -eq 0 ] || usage; cmd_endpoints ;;
+  leader) [ $# -eq 0 ] || usage; cmd_leader ;;
   kill) [ $# -eq 1 ] || usage; cmd_kill "$1" ;;
   stop) [ $# -eq 1 ] || usage; cmd_stop "$1" ;;
   restart) [ $# -eq 1 ] || usage; cmd_restart "$1" ;;

@@ -158,6 +158,29 @@ class ClusterShTest(unittest.TestCase):
         self.sh("clean")
         self.assertFalse(os.path.exists(self.run_dir))
 
+    def test_readme_quick_start_as_written(self):
+        """The README's quick start block, run by bash as a user would paste it (on this
+        test's port base and run directory)."""
+        root = os.path.join(os.path.dirname(SCRIPT), "..")
+        with open(os.path.join(root, "README.md")) as f:
+            readme = f.read()
+        block = readme.split("<!-- quick-start -->", 1)[1].split("```sh\n", 1)[1]
+        block = block.split("```", 1)[0]
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=root, env=self.env,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, f"{p.stdout}\n{p.stderr}")
+        lines = p.stdout.splitlines()
+        self.assertIn("again", lines, p.stdout)
+        self.assertEqual(lines[lines.index("again") + 1:],
+                         [l for l in lines if l.startswith("stopped ")], p.stdout)
+        killed = [l.split()[1] for l in lines if l.startswith("killed ")]
+        self.assertEqual(len(killed), 1, p.stdout)
+        # The line after the kill names the new leader: a member that was not killed.
+        after = lines[lines.index(next(l for l in lines if l.startswith("killed "))) + 1]
+        self.assertRegex(after, r"^n[1-3]$")
+        self.assertNotEqual(after, killed[0])
+        self.assertTrue(all(v[1] == "down" for v in self.status().values()))
+
 
 def main():
     global ARGS
