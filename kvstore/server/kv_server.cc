@@ -578,12 +578,8 @@ void KvServer::DeadlineLoop() {
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
       const absl::Time now = clock_->Now();
       while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-        auto it = waiters_.find(deadlines_.begin()->second);
-        expired.push_back(std::move(it->second.done));
-        waiters_.erase(it);
-        deadlines_.erase(deadlines_.begin());
+        expired.push_back(*TakeWaiter(deadlines_.begin()->second));
       }
-      metrics_.proposals_pending->Set(static_cast<double>(waiters_.size()));
     }
     metrics_.proposals_failed->Add(expired.size());
     for (WriteDone& d : expired) d(TimeoutError());
@@ -871,16 +867,23 @@ bool KvServer::Removed() const {
   return driver_->Status().role != raft::Role::kLeader && absl::Now() - at >= grace;
 }
 
+std::optional<KvServer::WriteDone> KvServer::TakeWaiter(uint64_t id) {
+  auto it = waiters_.find(id);
+  if (it == waiters_.end()) return std::nullopt;
+  WriteDone done = std::move(it->second.done);
+  deadlines_.erase({it->second.deadline, id});
+  waiters_.erase(it);
+  metrics_.proposals_pending->Set(static_cast<double>(waiters_.size()));
+  return done;
+}
+
 void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {
   WriteDone done;
   {
     absl::MutexLock l(&mu_);
-    auto it = waiters_.find(id);
-    if (it == waiters_.end()) return;  // another member's request, or given up on
-    done = std::move(it->second.done);
-    deadlines_.erase({it->second.deadline, id});
-    waiters_.erase(it);
-    metrics_.proposals_pending->Set(static_cast<double>(waiters_.size()));
+    std::optional<WriteDone> waiting = TakeWaiter(id);
+    if (!waiting) return;  // another member's request, or given up on
+    done = std::move(*waiting);
   }
   if (!result.ok()) metrics_.proposals_failed->Add();
   // Answering a client (serializing, writing to its stream) is not the applying thread's

@@ -33,6 +33,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -215,6 +216,8 @@ class KvServer : public ApplyListener {
   absl::Status Init();
   // Registers `done` under a new request id; false (and `done` not taken) once stopping.
   bool AddWaiter(uint64_t id, absl::Time deadline, WriteDone& done);
+  // Removes the waiter `id` (and its deadline) and returns its callback, if it waits.
+  std::optional<WriteDone> TakeWaiter(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the member list, or makes it (and bootstraps the Raft log) for a new member.
   absl::Status InitMembership(const std::string& member_dir);
   // A member joining a running cluster (--initial-cluster-state existing, new data dir):
