@@ -26,6 +26,7 @@ protos; what follows goes to unittest.
 import argparse
 import hashlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,13 +53,26 @@ def die_with_parent(cmd):
     return list(cmd)
 
 
+# Ports for members come from below the kernel's ephemeral range (32768-60999 by default),
+# and above the port bases test/cluster/cluster_sh_test.py uses: a port in the ephemeral
+# range, freed when a member is killed, can be taken meanwhile by any outgoing connection
+# and the member could not listen on it again when it restarts.
+PORT_RANGE = (29500, 32768)
+_port_rng = random.Random()  # its own: tests seed the global one
+
+
 def free_ports(n):
-    """n distinct ports that were free on 127.0.0.1 a moment ago."""
+    """n distinct ports outside the ephemeral range that were free on 127.0.0.1 a moment
+    ago."""
     socks = []
     try:
-        for _ in range(n):
+        while len(socks) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", _port_rng.randrange(*PORT_RANGE)))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
