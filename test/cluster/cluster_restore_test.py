@@ -54,7 +54,7 @@ RESTORED_TOKEN = "restore-target"
 KEYS = 200
 LEASE_TTL = 600
 # A lease in the snapshot that nobody keeps alive: it must expire after the restore.
-SHORT_TTL = 5
+SHORT_TTL = 8
 # `kvstore restore`'s default --bump-revision.
 KVSTORE_BUMP = 1_000_000_000
 
@@ -309,9 +309,16 @@ class ClusterRestoreTest(unittest.TestCase):
             self.assertEqual(r.header.cluster_id, members.cluster_id(list(ids.values())), n)
             self.assertEqual(r.header.member_id, ids[n], n)
 
-        # A watch from below the compacted revision: created, then canceled with the
-        # compacted revision, so the watcher re-lists.
+        # A read or a watch from below the compacted revision: the read fails as
+        # compacted; the watch is created, then canceled with the compacted revision, so
+        # the watcher re-lists.
         for n in names:
+            with self.assertRaises(grpc.RpcError) as raised:
+                clients[n].kv.Range(rpc_pb2.RangeRequest(key=b"k/0000",
+                                                         revision=old_compacted - 1), timeout=5)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.OUT_OF_RANGE, n)
+            self.assertEqual(raised.exception.details(),
+                             "etcdserver: mvcc: required revision has been compacted", n)
             got = watch_responses(clients[n], rpc_pb2.WatchCreateRequest(
                 key=b"k/", range_end=b"k0", start_revision=old_compacted - 1), 2)
             self.assertEqual(len(got), 2, (n, got))
