@@ -102,8 +102,8 @@ int RestoreCommand(int argc, char** argv) {
             << " of cluster " << absl::StrCat(absl::Hex(r->cluster_id)) << ", revision "
             << r->revision << " (everything below it compacted), " << r->leases << " leases\n"
             << "start it with --name " << o.name << " --data-dir " << r->data_dir
-            << " --initial-advertise-peer-urls " << advertise_peer << " --initial-cluster-token "
-            << o.cluster_token << "\n";
+            << " --initial-advertise-peer-urls " << advertise_peer << " --initial-cluster "
+            << o.initial_cluster << " --initial-cluster-token " << o.cluster_token << "\n";
   return 0;
 }
 

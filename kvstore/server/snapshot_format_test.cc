@@ -7,8 +7,11 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -338,6 +341,78 @@ TEST_F(RestoreTest, EveryMemberOfTheInitialClusterIsAVoter) {
   std::vector<uint64_t> want = {n1, n2, n3};
   std::sort(want.begin(), want.end());
   EXPECT_EQ(voters, want);
+}
+
+// A new cluster is one restore per member from the same file: every member must come out
+// with the same key space, revision, hash and Raft log, the same member list and cluster id,
+// and its own id, so that they elect a leader and agree without having talked.
+TEST_F(RestoreTest, EveryMemberRestoredFromOneFileAgrees) {
+  const std::string initial =
+      "n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380,n2=http://10.0.0.2:2381,"
+      "n3=http://10.0.0.3:2380";
+  const std::map<std::string, std::vector<std::string>> urls = {
+      {"n1", {"http://10.0.0.1:2380"}},
+      {"n2", {"http://10.0.0.2:2380", "http://10.0.0.2:2381"}},
+      {"n3", {"http://10.0.0.3:2380"}}};
+  std::vector<MemberInfo> want_members;
+  for (const auto& [name, peer_urls] : urls) {
+    want_members.push_back(MemberInfo{
+        .id = ComputeMemberId(peer_urls, "tok"), .name = name, .peer_urls = peer_urls});
+  }
+  std::sort(want_members.begin(), want_members.end(),
+            [](const MemberInfo& a, const MemberInfo& b) { return a.id < b.id; });
+  std::vector<uint64_t> want_ids;
+  for (const MemberInfo& m : want_members) want_ids.push_back(m.id);
+
+  std::optional<mvcc::KvHash> first_hash;
+  std::optional<raft::SnapshotMeta> first_meta;
+  for (const auto& [name, peer_urls] : urls) {
+    RestoreOptions o = Options("restored-" + name);
+    o.name = name;
+    o.initial_cluster = initial;
+    o.advertise_peer_urls = peer_urls;
+    o.cluster_token = "tok";
+    absl::StatusOr<RestoreResult> r = RestoreMember(o);
+    ASSERT_TRUE(r.ok()) << name << ": " << r.status();
+    EXPECT_EQ(r->member_id, ComputeMemberId(peer_urls, "tok")) << name;
+    EXPECT_EQ(r->cluster_id, ComputeClusterId(want_ids)) << name;
+    EXPECT_EQ(r->revision, revision_ + 1000) << name;
+
+    absl::StatusOr<std::unique_ptr<Membership>> membership =
+        Membership::Load(o.data_dir + "/member");
+    ASSERT_TRUE(membership.ok()) << membership.status();
+    EXPECT_EQ((*membership)->member_id(), r->member_id) << name;
+    EXPECT_EQ((*membership)->cluster_id(), r->cluster_id) << name;
+    std::vector<MemberInfo> members = (*membership)->Members();
+    for (MemberInfo& m : members) std::sort(m.peer_urls.begin(), m.peer_urls.end());
+    EXPECT_EQ(members, want_members) << name;
+
+    absl::StatusOr<std::unique_ptr<mvcc::MvccStore>> store =
+        mvcc::MvccStore::Open(o.data_dir + "/member/mvcc");
+    ASSERT_TRUE(store.ok()) << store.status();
+    absl::StatusOr<mvcc::KvHash> hash = (*store)->HashKV(0);
+    ASSERT_TRUE(hash.ok()) << hash.status();
+    EXPECT_EQ(hash->revision, revision_ + 1000) << name;
+    EXPECT_EQ(hash->compact_revision, revision_ + 1000) << name;
+    EXPECT_EQ((*store)->AppliedIndex(), 1u) << name;
+
+    absl::StatusOr<std::unique_ptr<storage::RaftLogStore>> log =
+        storage::RaftLogStore::Open(o.data_dir + "/member/raft");
+    ASSERT_TRUE(log.ok()) << log.status();
+    raft::SnapshotMeta meta = (*log)->snapshot_meta();
+    std::sort(meta.conf_state.voters.begin(), meta.conf_state.voters.end());
+    EXPECT_EQ(meta.conf_state.voters, want_ids) << name;
+    EXPECT_EQ((*log)->hard_state(), (raft::HardState{.term = 1, .commit = 1})) << name;
+    EXPECT_EQ((*log)->LastIndex(), 1u) << name;
+
+    if (!first_hash) {
+      first_hash = *hash;
+      first_meta = meta;
+    } else {
+      EXPECT_EQ(hash->hash, first_hash->hash) << name;
+      EXPECT_EQ(meta, *first_meta) << name;
+    }
+  }
 }
 
 TEST_F(RestoreTest, BadFlagsAndFilesGetClearErrorsAndLeaveNothing) {

@@ -320,14 +320,18 @@ class Cluster:
         for m in self.members:
             m.initial_cluster = initial
 
-    def start(self, timeout=30.0):
+    def start(self, timeout=30.0, prepare=None):
         """Starts every member and waits until each is healthy. The ports are part of the
         ids, so a start that fails (a port taken meanwhile) starts over on new ports with
-        empty data directories, up to three times."""
+        empty data directories, up to three times. prepare(cluster), if given, runs each
+        time after the ports are assigned and before any member starts (to restore each
+        member's data directory from a snapshot, say)."""
         last = None
         for _ in range(3):
             self._assign_ports()
             try:
+                if prepare is not None:
+                    prepare(self)
                 for m in self.members:
                     m.spawn(keep_ports=True)
                 for m in self.members:
