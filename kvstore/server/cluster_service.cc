@@ -47,6 +47,7 @@ absl::Time ClusterService::Deadline(const grpc::ServerContext* ctx) const {
 grpc::Status ClusterService::MemberList(grpc::ServerContext*,
                                         const etcdserverpb::MemberListRequest*,
                                         etcdserverpb::MemberListResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   FillMembers(resp);
   return grpc::Status::OK;
 }
@@ -54,6 +55,7 @@ grpc::Status ClusterService::MemberList(grpc::ServerContext*,
 grpc::Status ClusterService::MemberAdd(grpc::ServerContext* ctx,
                                        const etcdserverpb::MemberAddRequest* req,
                                        etcdserverpb::MemberAddResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   std::vector<std::string> urls(req->peerurls().begin(), req->peerurls().end());
   // etcd turns any URL error into its one "invalid URLs" error for MemberAdd.
   if (!CheckMemberUrls(urls).ok()) return ToGrpcStatus(MemberBadUrlsError());
@@ -119,6 +121,7 @@ grpc::Status ClusterService::MemberAdd(grpc::ServerContext* ctx,
 grpc::Status ClusterService::MemberRemove(grpc::ServerContext* ctx,
                                           const etcdserverpb::MemberRemoveRequest* req,
                                           etcdserverpb::MemberRemoveResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   const std::optional<MemberInfo> target = server_->membership().Find(req->id());
   if (!target) return ToGrpcStatus(MemberNotFoundError());
   if (!target->is_learner) {
@@ -161,6 +164,7 @@ grpc::Status ClusterService::MemberRemove(grpc::ServerContext* ctx,
 grpc::Status ClusterService::MemberUpdate(grpc::ServerContext* ctx,
                                           const etcdserverpb::MemberUpdateRequest* req,
                                           etcdserverpb::MemberUpdateResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   const std::vector<std::string> urls(req->peerurls().begin(), req->peerurls().end());
   if (!CheckMemberUrls(urls).ok()) return ToGrpcStatus(MemberBadUrlsError());
   if (!server_->membership().Find(req->id())) return ToGrpcStatus(MemberNotFoundError());
@@ -186,6 +190,7 @@ grpc::Status ClusterService::MemberUpdate(grpc::ServerContext* ctx,
 grpc::Status ClusterService::MemberPromote(grpc::ServerContext* ctx,
                                            const etcdserverpb::MemberPromoteRequest* req,
                                            etcdserverpb::MemberPromoteResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   const std::optional<MemberInfo> m = server_->membership().Find(req->id());
   if (!m) return ToGrpcStatus(MemberNotFoundError());
   if (!m->is_learner) return ToGrpcStatus(MemberNotLearnerError());

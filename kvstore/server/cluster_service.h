@@ -13,6 +13,7 @@
 // it, with the member list after it. A new member's id is etcd's: from its peer URLs, the
 // cluster token and the current time. Whether a learner is in sync with the leader is
 // known only on the leader: a follower proposes the promotion without that check.
+// A learner refuses every call of this service (RefuseIfLearner).
 //
 // Headers as etcd 3.4's ClusterServer fills them: cluster id, member id and raft term, no
 // revision.

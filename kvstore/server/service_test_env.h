@@ -1,5 +1,6 @@
-// For the service tests: a started one-member KvServer with the KV, Lease, Maintenance and
-// Cluster services on 127.0.0.1 (a port the OS picks), and the changes it commits.
+// For the service tests: a started KvServer (one member alone, or one that joins another
+// in process) with the KV, Lease, Maintenance and Cluster services on 127.0.0.1 (a port the
+// OS picks), and the changes it commits.
 //
 // Ownership: the environment owns the server, the services and the gRPC server; the data
 // directory is a fresh temporary one (removed at the end) unless the test passes its own.
@@ -9,7 +10,10 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <memory>
@@ -69,9 +73,10 @@ class ServiceEnv {
   };
 
   // Opens the member (options.data_dir, or a fresh temp dir if empty) and serves it once
-  // it leads and is ready. Check ok() before use.
+  // it leads (unless !lead: a member that joins a cluster) and is ready. Check ok() before
+  // use.
   explicit ServiceEnv(const common::Clock* clock = common::RealClock::Get(),
-                      KvServerOptions options = FastOptions("")) {
+                      KvServerOptions options = FastOptions(""), bool lead = true) {
     if (options.data_dir.empty()) options.data_dir = temp_.path() + "/member";
     absl::StatusOr<std::unique_ptr<KvServer>> s = KvServer::Open(options, clock);
     if (!s.ok()) {
@@ -87,7 +92,8 @@ class ServiceEnv {
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
     // Leading, and the lessor promoted (it follows leadership a timer period later): leases
     // granted from now on expire on the clock the test moves.
-    while ((server_->driver().Status().role != raft::Role::kLeader ||
+    while (lead &&
+           (server_->driver().Status().role != raft::Role::kLeader ||
             !server_->lessor().is_primary()) &&
            absl::Now() < give_up) {
       absl::SleepFor(absl::Milliseconds(5));
@@ -142,6 +148,19 @@ class ServiceEnv {
   mutable absl::Mutex mu_;
   std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
 };
+
+// A port nobody listens on right now, on 127.0.0.1 (0 if none could be found).
+inline int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  close(fd);
+  return ok ? ntohs(a.sin_port) : 0;
+}
 
 // A client context with a deadline, for calls that must not hang a test.
 inline std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(10)) {
