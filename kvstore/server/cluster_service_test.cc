@@ -227,6 +227,11 @@ TEST(LearnerServiceTest, RefusesAllButStatusAndSerializableRangeUntilPromoted) {
   promote.set_id(learner.server().member_id());
   etcdserverpb::MemberPromoteResponse promote_resp;
   expect_refused(cluster->MemberPromote(Ctx().get(), promote, &promote_resp), "MemberPromote");
+  auto health = grpc::health::v1::Health::NewStub(learner.channel());
+  grpc::health::v1::HealthCheckResponse health_resp;
+  expect_refused(
+      health->Check(Ctx().get(), grpc::health::v1::HealthCheckRequest(), &health_resp),
+      "Health.Check");
 
   // What a learner serves.
   range.set_serializable(true);
@@ -255,6 +260,8 @@ TEST(LearnerServiceTest, RefusesAllButStatusAndSerializableRangeUntilPromoted) {
   put.set_value("v");
   EXPECT_TRUE(kv->Put(Ctx().get(), put, &put_resp).ok());
   EXPECT_TRUE(cluster->MemberList(Ctx().get(), etcdserverpb::MemberListRequest(), &list_resp).ok());
+  EXPECT_TRUE(
+      health->Check(Ctx().get(), grpc::health::v1::HealthCheckRequest(), &health_resp).ok());
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // For the service tests: a started KvServer (one member alone, or one that joins another
-// in process) with the KV, Lease, Maintenance and Cluster services on 127.0.0.1 (a port the
-// OS picks), and the changes it commits.
+// in process) with the KV, Lease, Maintenance, Cluster and Health services on 127.0.0.1 (a
+// port the OS picks), and the changes it commits.
 //
 // Ownership: the environment owns the server, the services and the gRPC server; the data
 // directory is a fresh temporary one (removed at the end) unless the test passes its own.
@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "kvstore/server/cluster_service.h"
+#include "kvstore/server/health_service.h"
 #include "kvstore/server/kv_server.h"
 #include "kvstore/server/kv_service.h"
 #include "kvstore/server/lease_service.h"
@@ -104,6 +105,7 @@ class ServiceEnv {
     lease_ = std::make_unique<LeaseService>(server_.get(), absl::Seconds(5));
     maintenance_ = std::make_unique<MaintenanceService>(server_.get(), absl::Seconds(5));
     cluster_ = std::make_unique<ClusterService>(server_.get());
+    health_ = std::make_unique<HealthService>(server_.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -111,6 +113,7 @@ class ServiceEnv {
     builder.RegisterService(lease_.get());
     builder.RegisterService(maintenance_.get());
     builder.RegisterService(cluster_.get());
+    builder.RegisterService(health_.get());
     grpc_ = builder.BuildAndStart();
     if (grpc_ == nullptr || port == 0) {
       status_ = absl::InternalError("cannot start the gRPC server");
@@ -143,6 +146,7 @@ class ServiceEnv {
   std::unique_ptr<LeaseService> lease_;
   std::unique_ptr<MaintenanceService> maintenance_;
   std::unique_ptr<ClusterService> cluster_;
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> grpc_;
   std::shared_ptr<grpc::Channel> channel_;
   mutable absl::Mutex mu_;

@@ -312,10 +312,19 @@ class LearnerScenario:
 
     # --- raw calls, to see the exact gRPC status -----------------------------
 
-    def stub(self, endpoint, service):
+    def channel(self, endpoint):
         if endpoint not in self.channels:
             self.channels[endpoint] = grpc.insecure_channel(endpoint)
-        return getattr(self.grpc_pb, f"{service}Stub")(self.channels[endpoint])
+        return self.channels[endpoint]
+
+    def stub(self, endpoint, service):
+        return getattr(self.grpc_pb, f"{service}Stub")(self.channel(endpoint))
+
+    def health_check(self, endpoint):
+        """gRPC's health Check for the whole server (an empty request), raw: the bytes of
+        the response."""
+        return self.channel(endpoint).unary_unary("/grpc.health.v1.Health/Check")(
+            b"", timeout=10)
 
     def range(self, endpoint, key, serializable):
         return self.stub(endpoint, "KV").Range(
@@ -416,6 +425,7 @@ class LearnerScenario:
                 self.pb.HashKVRequest(), timeout=10),
             "promote itself": lambda: self.stub(ep, "Cluster").MemberPromote(
                 self.pb.MemberPromoteRequest(ID=learner_id), timeout=10),
+            "grpc health check": lambda: self.health_check(ep),
         }
         for what, fn in refused.items():
             t.assertEqual(self.see(f"learner {what}", rpc_outcome(fn)), learner_error, what)
@@ -473,6 +483,8 @@ class LearnerScenario:
         t.assertEqual(self.see("promoted put", rpc_outcome(lambda: self.put(ep, "k2", "v2"))),
                       ("OK", ""))
         t.assertEqual(self.see("promoted watch", self.watch_outcome(ep)), ("OK", "created"))
+        # HealthCheckResponse{status: SERVING}
+        t.assertEqual(self.see("promoted grpc health check", self.health_check(ep)), b"\x08\x01")
         t.assertFalse(self.see("promoted status says learner", self.status(ep).isLearner))
         _, out, _ = etcdctl([ep], "get", "k2", "--print-value-only")
         t.assertEqual(self.see("etcdctl get on the promoted member", out.strip()), "v2")
