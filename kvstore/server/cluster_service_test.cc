@@ -165,7 +165,7 @@ TEST(LearnerServiceTest, RefusesAllButStatusAndSerializableRangeUntilPromoted) {
   o.client_urls = {"http://127.0.0.1:12381"};
   o.initial_cluster = absl::StrCat("svc=", leader_url, ",learner=", learner_url);
   o.initial_cluster_state = "existing";
-  ServiceEnv learner(common::RealClock::Get(), o, /*lead=*/false);
+  ServiceEnv learner(common::RealClock::Get(), o, {.lead = false});
   ASSERT_TRUE(learner.status().ok()) << learner.status();
   ASSERT_EQ(learner.server().member_id(), added.member().id());
   ASSERT_TRUE(learner.server().IsLearner());
@@ -229,9 +229,8 @@ TEST(LearnerServiceTest, RefusesAllButStatusAndSerializableRangeUntilPromoted) {
   expect_refused(cluster->MemberPromote(Ctx().get(), promote, &promote_resp), "MemberPromote");
   auto health = grpc::health::v1::Health::NewStub(learner.channel());
   grpc::health::v1::HealthCheckResponse health_resp;
-  expect_refused(
-      health->Check(Ctx().get(), grpc::health::v1::HealthCheckRequest(), &health_resp),
-      "Health.Check");
+  expect_refused(health->Check(Ctx().get(), grpc::health::v1::HealthCheckRequest(), &health_resp),
+                 "Health.Check");
 
   // What a learner serves.
   range.set_serializable(true);
@@ -262,6 +261,66 @@ TEST(LearnerServiceTest, RefusesAllButStatusAndSerializableRangeUntilPromoted) {
   EXPECT_TRUE(cluster->MemberList(Ctx().get(), etcdserverpb::MemberListRequest(), &list_resp).ok());
   EXPECT_TRUE(
       health->Check(Ctx().get(), grpc::health::v1::HealthCheckRequest(), &health_resp).ok());
+}
+
+// MemberPromote on a follower is forwarded to the leader, which alone knows whether the
+// learner is in sync, and the leader's answer comes back: here for a learner nobody runs
+// (none of the leader's log), an unknown id and a voter.
+TEST(PromoteThroughFollowerTest, TheLeaderChecksAndAnswers) {
+  auto url = [](int port) { return absl::StrCat("http://127.0.0.1:", port); };
+  KvServerOptions lo = testing::FastOptions("");
+  lo.peer_urls = {url(testing::FreePort())};
+  lo.listen_peer_urls = lo.peer_urls;
+  lo.client_urls = {url(testing::FreePort())};
+  ServiceEnv first(common::RealClock::Get(), lo, {.on_client_url = true});
+  ASSERT_TRUE(first.status().ok()) << first.status();
+  auto first_cluster = etcdserverpb::Cluster::NewStub(first.channel());
+
+  KvServerOptions fo = testing::FastOptions("");
+  fo.name = "follower";
+  fo.peer_urls = {url(testing::FreePort())};
+  fo.listen_peer_urls = fo.peer_urls;
+  fo.client_urls = {url(testing::FreePort())};
+  fo.initial_cluster = absl::StrCat("svc=", lo.peer_urls[0], ",follower=", fo.peer_urls[0]);
+  fo.initial_cluster_state = "existing";
+  etcdserverpb::MemberAddRequest add;
+  add.add_peerurls(fo.peer_urls[0]);
+  etcdserverpb::MemberAddResponse added;
+  ASSERT_TRUE(first_cluster->MemberAdd(Ctx().get(), add, &added).ok());
+  ServiceEnv second(common::RealClock::Get(), fo, {.lead = false, .on_client_url = true});
+  ASSERT_TRUE(second.status().ok()) << second.status();
+  // Whichever leads now (the new member may have disturbed the first), ask the other.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (second.server().driver().Status().leader == raft::kNone && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ServiceEnv& follower =
+      second.server().driver().Status().role == raft::Role::kLeader ? first : second;
+
+  add.set_peerurls(0, url(testing::FreePort()));
+  add.set_islearner(true);
+  ASSERT_TRUE(first_cluster->MemberAdd(Ctx().get(), add, &added).ok());
+  const uint64_t learner = added.member().id();
+
+  auto follower_cluster = etcdserverpb::Cluster::NewStub(follower.channel());
+  etcdserverpb::MemberPromoteRequest promote;
+  etcdserverpb::MemberPromoteResponse resp;
+  promote.set_id(learner);
+  grpc::Status s = follower_cluster->MemberPromote(Ctx().get(), promote, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(),
+            "etcdserver: can only promote a learner member which is in sync with leader");
+  promote.set_id(learner + 1);
+  s = follower_cluster->MemberPromote(Ctx().get(), promote, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(), "etcdserver: member not found");
+  promote.set_id(follower.server().member_id());
+  s = follower_cluster->MemberPromote(Ctx().get(), promote, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(), "etcdserver: can only promote a learner member");
+  // The learner is still one.
+  EXPECT_TRUE(first.server().membership().IsLearner(learner));
+  EXPECT_TRUE(second.server().membership().IsLearner(learner));
 }
 
 }  // namespace

@@ -66,6 +66,15 @@ inline KvServerOptions FastOptions(const std::string& data_dir) {
   return o;
 }
 
+// How ServiceEnv serves its member (one of several, in some tests).
+struct Serving {
+  // Wait until the member leads (false: a member that joins a running cluster).
+  bool lead = true;
+  // Listen on options.client_urls' first host:port (which other members forward to),
+  // rather than on a port the OS picks.
+  bool on_client_url = false;
+};
+
 class ServiceEnv {
  public:
   struct Change {
@@ -74,10 +83,9 @@ class ServiceEnv {
   };
 
   // Opens the member (options.data_dir, or a fresh temp dir if empty) and serves it once
-  // it leads (unless !lead: a member that joins a cluster) and is ready. Check ok() before
-  // use.
+  // it leads (unless !serving.lead) and is ready. Check ok() before use.
   explicit ServiceEnv(const common::Clock* clock = common::RealClock::Get(),
-                      KvServerOptions options = FastOptions(""), bool lead = true) {
+                      KvServerOptions options = FastOptions(""), Serving serving = Serving()) {
     if (options.data_dir.empty()) options.data_dir = temp_.path() + "/member";
     absl::StatusOr<std::unique_ptr<KvServer>> s = KvServer::Open(options, clock);
     if (!s.ok()) {
@@ -93,7 +101,7 @@ class ServiceEnv {
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
     // Leading, and the lessor promoted (it follows leadership a timer period later): leases
     // granted from now on expire on the clock the test moves.
-    while (lead &&
+    while (serving.lead &&
            (server_->driver().Status().role != raft::Role::kLeader ||
             !server_->lessor().is_primary()) &&
            absl::Now() < give_up) {
@@ -108,7 +116,9 @@ class ServiceEnv {
     health_ = std::make_unique<HealthService>(server_.get());
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    absl::StatusOr<std::string> address = UrlHostPort(options.client_urls.front());
+    const std::string listen = serving.on_client_url && address.ok() ? *address : "127.0.0.1:0";
+    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(kv_.get());
     builder.RegisterService(lease_.get());
     builder.RegisterService(maintenance_.get());
