@@ -1,7 +1,10 @@
 #include "kvstore/server/cluster_service.h"
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "kvstore/server/errors.h"
 #include "kvstore/server/service_util.h"
@@ -20,6 +23,20 @@ namespace {
 
 // etcd's HealthInterval: a peer counts as connected if it was heard from this recently.
 constexpr absl::Duration kHealthInterval = absl::Seconds(5);
+
+// How long a follower waits before it forwards a promotion to the leader again.
+constexpr absl::Duration kPromoteRetry = absl::Milliseconds(50);
+
+// The leader's answers to a forwarded promotion that etcd passes on at once; it retries
+// on any other error (a timeout, a leader change, a refused quorum check) until its
+// deadline.
+bool IsFinalPromoteError(const absl::Status& s) {
+  for (const absl::Status& final :
+       {LearnerNotReadyError(), MemberNotFoundError(), MemberNotLearnerError()}) {
+    if (s == final) return true;
+  }
+  return false;
+}
 
 // etcd: a member is started once it published its name.
 bool IsStarted(const MemberInfo& m) { return !m.name.empty(); }
@@ -47,6 +64,7 @@ absl::Time ClusterService::Deadline(const grpc::ServerContext* ctx) const {
 grpc::Status ClusterService::MemberList(grpc::ServerContext*,
                                         const etcdserverpb::MemberListRequest*,
                                         etcdserverpb::MemberListResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   FillMembers(resp);
   return grpc::Status::OK;
 }
@@ -54,6 +72,7 @@ grpc::Status ClusterService::MemberList(grpc::ServerContext*,
 grpc::Status ClusterService::MemberAdd(grpc::ServerContext* ctx,
                                        const etcdserverpb::MemberAddRequest* req,
                                        etcdserverpb::MemberAddResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   std::vector<std::string> urls(req->peerurls().begin(), req->peerurls().end());
   // etcd turns any URL error into its one "invalid URLs" error for MemberAdd.
   if (!CheckMemberUrls(urls).ok()) return ToGrpcStatus(MemberBadUrlsError());
@@ -119,6 +138,7 @@ grpc::Status ClusterService::MemberAdd(grpc::ServerContext* ctx,
 grpc::Status ClusterService::MemberRemove(grpc::ServerContext* ctx,
                                           const etcdserverpb::MemberRemoveRequest* req,
                                           etcdserverpb::MemberRemoveResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   const std::optional<MemberInfo> target = server_->membership().Find(req->id());
   if (!target) return ToGrpcStatus(MemberNotFoundError());
   if (!target->is_learner) {
@@ -161,6 +181,7 @@ grpc::Status ClusterService::MemberRemove(grpc::ServerContext* ctx,
 grpc::Status ClusterService::MemberUpdate(grpc::ServerContext* ctx,
                                           const etcdserverpb::MemberUpdateRequest* req,
                                           etcdserverpb::MemberUpdateResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   const std::vector<std::string> urls(req->peerurls().begin(), req->peerurls().end());
   if (!CheckMemberUrls(urls).ok()) return ToGrpcStatus(MemberBadUrlsError());
   if (!server_->membership().Find(req->id())) return ToGrpcStatus(MemberNotFoundError());
@@ -186,7 +207,30 @@ grpc::Status ClusterService::MemberUpdate(grpc::ServerContext* ctx,
 grpc::Status ClusterService::MemberPromote(grpc::ServerContext* ctx,
                                            const etcdserverpb::MemberPromoteRequest* req,
                                            etcdserverpb::MemberPromoteResponse* resp) {
-  const std::optional<MemberInfo> m = server_->membership().Find(req->id());
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
+  const absl::Time deadline = Deadline(ctx);
+  // etcd's PromoteMember: only the leader knows whether the learner is in sync, so any
+  // other member forwards the request to it, again and again until the leader gives a
+  // final answer or the deadline passes.
+  for (;;) {
+    const DriverStatus st = server_->driver().Status();
+    if (st.role == raft::Role::kLeader) return PromoteOnLeader(*req, deadline, resp);
+    if (st.leader != raft::kNone && st.leader != server_->member_id()) {
+      absl::Status s = ForwardPromote(st.leader, *req, deadline, resp);
+      if (s.ok() || IsFinalPromoteError(s)) return ToGrpcStatus(s);
+    }
+    if (ctx->IsCancelled()) return ToGrpcStatus(absl::CancelledError("context canceled"));
+    if (absl::Now() >= deadline) {
+      return ToGrpcStatus(st.leader == raft::kNone ? NoLeaderError() : TimeoutError());
+    }
+    absl::SleepFor(kPromoteRetry);
+  }
+}
+
+grpc::Status ClusterService::PromoteOnLeader(const etcdserverpb::MemberPromoteRequest& req,
+                                             absl::Time deadline,
+                                             etcdserverpb::MemberPromoteResponse* resp) {
+  const std::optional<MemberInfo> m = server_->membership().Find(req.id());
   if (!m) return ToGrpcStatus(MemberNotFoundError());
   if (!m->is_learner) return ToGrpcStatus(MemberNotLearnerError());
   // etcd's IsReadyToPromoteMember: the learner counts as started in the future quorum.
@@ -200,25 +244,42 @@ grpc::Status ClusterService::MemberPromote(grpc::ServerContext* ctx,
   if (started < members / 2 + 1) return ToGrpcStatus(NotEnoughStartedMembersError());
   // etcd's isLearnerReady: the learner's log matches at least 90% of the leader's.
   const DriverStatus st = server_->driver().Status();
-  if (st.role == raft::Role::kLeader) {
-    uint64_t leader_match = 0;
-    uint64_t learner_match = 0;
-    for (const auto& [id, match] : st.match) {
-      if (id == server_->member_id()) leader_match = match;
-      if (id == req->id()) learner_match = match;
-    }
-    if (static_cast<double>(learner_match) < 0.9 * static_cast<double>(leader_match)) {
-      return ToGrpcStatus(LearnerNotReadyError());
-    }
+  uint64_t leader_match = 0;
+  uint64_t learner_match = 0;
+  for (const auto& [id, match] : st.match) {
+    if (id == server_->member_id()) leader_match = match;
+    if (id == req.id()) learner_match = match;
+  }
+  if (static_cast<double>(learner_match) < 0.9 * static_cast<double>(leader_match)) {
+    return ToGrpcStatus(LearnerNotReadyError());
   }
   kvstore::internal::MemberChange change;
   change.set_kind(kvstore::internal::MemberChange::PROMOTE);
-  change.set_member_id(req->id());
-  if (absl::Status s = server_->ChangeMembers(change, Deadline(ctx)); !s.ok()) {
+  change.set_member_id(req.id());
+  if (absl::Status s = server_->ChangeMembers(change, deadline); !s.ok()) {
     return ToGrpcStatus(s);
   }
   FillMembers(resp);
   return grpc::Status::OK;
+}
+
+absl::Status ClusterService::ForwardPromote(uint64_t leader,
+                                            const etcdserverpb::MemberPromoteRequest& req,
+                                            absl::Time deadline,
+                                            etcdserverpb::MemberPromoteResponse* resp) {
+  resp->Clear();
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = leader_.ChannelTo(leader);
+  if (!channel.ok()) return channel.status();
+  grpc::ClientContext forward;
+  forward.set_deadline(absl::ToChronoTime(deadline));
+  const grpc::Status s =
+      etcdserverpb::Cluster::NewStub(*channel)->MemberPromote(&forward, req, resp);
+  if (!s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  }
+  // The member list is the leader's; the header is this member's, as etcd's.
+  FillHeader(resp->mutable_header());
+  return absl::OkStatus();
 }
 
 }  // namespace kvstore::server

@@ -12,12 +12,17 @@
 // the change through Raft (KvServer::ChangeMembers) and answer once this member applied
 // it, with the member list after it. A new member's id is etcd's: from its peer URLs, the
 // cluster token and the current time. Whether a learner is in sync with the leader is
-// known only on the leader: a follower proposes the promotion without that check.
+// known only on the leader: as etcd's, a follower forwards MemberPromote to the leader's
+// client URL (LeaderClient) and answers with the leader's member list or error; it passes
+// on "not in sync", "member not found" and "not a learner" at once and tries again on any
+// other error until the deadline, then answers "request timed out" ("no leader" if none is
+// known). A learner refuses every call of this service (RefuseIfLearner).
 //
 // Headers as etcd 3.4's ClusterServer fills them: cluster id, member id and raft term, no
 // revision.
 //
-// Threads: gRPC calls the handlers on its own threads; the service keeps no state.
+// Threads: gRPC calls the handlers on its own threads; the only state is the channels to
+// the leader (LeaderClient, thread-safe).
 #ifndef KVSTORE_SERVER_CLUSTER_SERVICE_H_
 #define KVSTORE_SERVER_CLUSTER_SERVICE_H_
 
@@ -27,13 +32,14 @@
 #include "absl/status/status.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "kvstore/server/kv_server.h"
+#include "kvstore/server/leader_client.h"
 
 namespace kvstore::server {
 
 class ClusterService final : public etcdserverpb::Cluster::Service {
  public:
   // `server` must outlive the service.
-  explicit ClusterService(KvServer* server) : server_(server) {}
+  explicit ClusterService(KvServer* server) : server_(server), leader_(&server->membership()) {}
 
   grpc::Status MemberAdd(grpc::ServerContext* ctx, const etcdserverpb::MemberAddRequest* req,
                          etcdserverpb::MemberAddResponse* resp) override;
@@ -52,8 +58,17 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
   template <typename Response>
   void FillMembers(Response* resp) const;
   absl::Time Deadline(const grpc::ServerContext* ctx) const;
+  // MemberPromote on the leader: etcd's checks (including whether the learner is in sync),
+  // then the change.
+  grpc::Status PromoteOnLeader(const etcdserverpb::MemberPromoteRequest& req, absl::Time deadline,
+                               etcdserverpb::MemberPromoteResponse* resp);
+  // MemberPromote on a follower: asks `leader` over its client URL and answers with the
+  // leader's member list (or its error).
+  absl::Status ForwardPromote(uint64_t leader, const etcdserverpb::MemberPromoteRequest& req,
+                              absl::Time deadline, etcdserverpb::MemberPromoteResponse* resp);
 
   KvServer* const server_;
+  LeaderClient leader_;
 };
 
 }  // namespace kvstore::server

@@ -139,5 +139,189 @@ TEST_F(ClusterServiceTest, MembershipChangesAndEtcdsErrors) {
   EXPECT_EQ(list.members(0).peerurls(0), "http://127.0.0.1:12381");
 }
 
+// A learner joins a one-member cluster, in process: as etcd 3.4's, it answers only
+// Maintenance.Status and serializable Range and refuses everything else with UNAVAILABLE
+// "etcdserver: rpc not supported for learner", until it applied its own promotion.
+TEST(LearnerServiceTest, RefusesAllButStatusAndSerializableRangeUntilPromoted) {
+  const std::string leader_url = absl::StrCat("http://127.0.0.1:", testing::FreePort());
+  const std::string learner_url = absl::StrCat("http://127.0.0.1:", testing::FreePort());
+  KvServerOptions lo = testing::FastOptions("");
+  lo.peer_urls = {leader_url};
+  lo.listen_peer_urls = {leader_url};
+  ServiceEnv leader(common::RealClock::Get(), lo);
+  ASSERT_TRUE(leader.status().ok()) << leader.status();
+  std::unique_ptr<etcdserverpb::Cluster::Stub> leader_cluster =
+      etcdserverpb::Cluster::NewStub(leader.channel());
+  etcdserverpb::MemberAddRequest add;
+  add.add_peerurls(learner_url);
+  add.set_islearner(true);
+  etcdserverpb::MemberAddResponse added;
+  ASSERT_TRUE(leader_cluster->MemberAdd(Ctx().get(), add, &added).ok());
+
+  KvServerOptions o = testing::FastOptions("");
+  o.name = "learner";
+  o.peer_urls = {learner_url};
+  o.listen_peer_urls = {learner_url};
+  o.client_urls = {"http://127.0.0.1:12381"};
+  o.initial_cluster = absl::StrCat("svc=", leader_url, ",learner=", learner_url);
+  o.initial_cluster_state = "existing";
+  ServiceEnv learner(common::RealClock::Get(), o, {.lead = false});
+  ASSERT_TRUE(learner.status().ok()) << learner.status();
+  ASSERT_EQ(learner.server().member_id(), added.member().id());
+  ASSERT_TRUE(learner.server().IsLearner());
+
+  auto kv = etcdserverpb::KV::NewStub(learner.channel());
+  auto lease = etcdserverpb::Lease::NewStub(learner.channel());
+  auto maintenance = etcdserverpb::Maintenance::NewStub(learner.channel());
+  auto cluster = etcdserverpb::Cluster::NewStub(learner.channel());
+  auto expect_refused = [](const grpc::Status& s, const std::string& what) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << what;
+    EXPECT_EQ(s.error_message(), "etcdserver: rpc not supported for learner") << what;
+  };
+  etcdserverpb::RangeRequest range;
+  range.set_key("k");
+  etcdserverpb::RangeResponse range_resp;
+  expect_refused(kv->Range(Ctx().get(), range, &range_resp), "linearizable Range");
+  // Refused before validation, as by etcd's interceptor: these requests are invalid too.
+  etcdserverpb::PutResponse put_resp;
+  expect_refused(kv->Put(Ctx().get(), etcdserverpb::PutRequest(), &put_resp), "Put");
+  etcdserverpb::DeleteRangeResponse delete_resp;
+  expect_refused(kv->DeleteRange(Ctx().get(), etcdserverpb::DeleteRangeRequest(), &delete_resp),
+                 "DeleteRange");
+  // A read-only, serializable Txn is still a Txn.
+  etcdserverpb::TxnRequest txn;
+  txn.add_success()->mutable_request_range()->set_key("k");
+  txn.mutable_success(0)->mutable_request_range()->set_serializable(true);
+  etcdserverpb::TxnResponse txn_resp;
+  expect_refused(kv->Txn(Ctx().get(), txn, &txn_resp), "Txn");
+  etcdserverpb::CompactionResponse compact_resp;
+  expect_refused(kv->Compact(Ctx().get(), etcdserverpb::CompactionRequest(), &compact_resp),
+                 "Compact");
+  etcdserverpb::LeaseGrantRequest grant;
+  grant.set_ttl(60);
+  etcdserverpb::LeaseGrantResponse grant_resp;
+  expect_refused(lease->LeaseGrant(Ctx().get(), grant, &grant_resp), "LeaseGrant");
+  etcdserverpb::LeaseLeasesResponse leases_resp;
+  expect_refused(lease->LeaseLeases(Ctx().get(), etcdserverpb::LeaseLeasesRequest(), &leases_resp),
+                 "LeaseLeases");
+  {
+    std::unique_ptr<grpc::ClientContext> ctx = Ctx();
+    auto stream = lease->LeaseKeepAlive(ctx.get());
+    stream->WritesDone();
+    expect_refused(stream->Finish(), "LeaseKeepAlive");
+  }
+  etcdserverpb::AlarmResponse alarm_resp;
+  expect_refused(maintenance->Alarm(Ctx().get(), etcdserverpb::AlarmRequest(), &alarm_resp),
+                 "Alarm");
+  etcdserverpb::HashKVResponse hash_resp;
+  expect_refused(maintenance->HashKV(Ctx().get(), etcdserverpb::HashKVRequest(), &hash_resp),
+                 "HashKV");
+  etcdserverpb::DefragmentResponse defrag_resp;
+  expect_refused(
+      maintenance->Defragment(Ctx().get(), etcdserverpb::DefragmentRequest(), &defrag_resp),
+      "Defragment");
+  etcdserverpb::MemberListResponse list_resp;
+  expect_refused(cluster->MemberList(Ctx().get(), etcdserverpb::MemberListRequest(), &list_resp),
+                 "MemberList");
+  etcdserverpb::MemberPromoteRequest promote;
+  promote.set_id(learner.server().member_id());
+  etcdserverpb::MemberPromoteResponse promote_resp;
+  expect_refused(cluster->MemberPromote(Ctx().get(), promote, &promote_resp), "MemberPromote");
+  auto health = grpc::health::v1::Health::NewStub(learner.channel());
+  grpc::health::v1::HealthCheckResponse health_resp;
+  expect_refused(health->Check(Ctx().get(), grpc::health::v1::HealthCheckRequest(), &health_resp),
+                 "Health.Check");
+
+  // What a learner serves.
+  range.set_serializable(true);
+  EXPECT_TRUE(kv->Range(Ctx().get(), range, &range_resp).ok());
+  etcdserverpb::StatusResponse status;
+  ASSERT_TRUE(maintenance->Status(Ctx().get(), etcdserverpb::StatusRequest(), &status).ok());
+  EXPECT_TRUE(status.islearner());
+
+  // Promoted through the leader once in sync, it serves everything as soon as it applied
+  // the promotion.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  grpc::Status promoted = leader_cluster->MemberPromote(Ctx().get(), promote, &promote_resp);
+  while (!promoted.ok() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+    promoted = leader_cluster->MemberPromote(Ctx().get(), promote, &promote_resp);
+  }
+  ASSERT_TRUE(promoted.ok()) << promoted.error_message();
+  while (learner.server().IsLearner() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_FALSE(learner.server().IsLearner());
+  range.set_serializable(false);
+  EXPECT_TRUE(kv->Range(Ctx().get(), range, &range_resp).ok());
+  etcdserverpb::PutRequest put;
+  put.set_key("k");
+  put.set_value("v");
+  EXPECT_TRUE(kv->Put(Ctx().get(), put, &put_resp).ok());
+  EXPECT_TRUE(cluster->MemberList(Ctx().get(), etcdserverpb::MemberListRequest(), &list_resp).ok());
+  EXPECT_TRUE(
+      health->Check(Ctx().get(), grpc::health::v1::HealthCheckRequest(), &health_resp).ok());
+}
+
+// MemberPromote on a follower is forwarded to the leader, which alone knows whether the
+// learner is in sync, and the leader's answer comes back: here for a learner nobody runs
+// (none of the leader's log), an unknown id and a voter.
+TEST(PromoteThroughFollowerTest, TheLeaderChecksAndAnswers) {
+  auto url = [](int port) { return absl::StrCat("http://127.0.0.1:", port); };
+  KvServerOptions lo = testing::FastOptions("");
+  lo.peer_urls = {url(testing::FreePort())};
+  lo.listen_peer_urls = lo.peer_urls;
+  lo.client_urls = {url(testing::FreePort())};
+  ServiceEnv first(common::RealClock::Get(), lo, {.on_client_url = true});
+  ASSERT_TRUE(first.status().ok()) << first.status();
+  auto first_cluster = etcdserverpb::Cluster::NewStub(first.channel());
+
+  KvServerOptions fo = testing::FastOptions("");
+  fo.name = "follower";
+  fo.peer_urls = {url(testing::FreePort())};
+  fo.listen_peer_urls = fo.peer_urls;
+  fo.client_urls = {url(testing::FreePort())};
+  fo.initial_cluster = absl::StrCat("svc=", lo.peer_urls[0], ",follower=", fo.peer_urls[0]);
+  fo.initial_cluster_state = "existing";
+  etcdserverpb::MemberAddRequest add;
+  add.add_peerurls(fo.peer_urls[0]);
+  etcdserverpb::MemberAddResponse added;
+  ASSERT_TRUE(first_cluster->MemberAdd(Ctx().get(), add, &added).ok());
+  ServiceEnv second(common::RealClock::Get(), fo, {.lead = false, .on_client_url = true});
+  ASSERT_TRUE(second.status().ok()) << second.status();
+  // Whichever leads now (the new member may have disturbed the first), ask the other.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (second.server().driver().Status().leader == raft::kNone && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ServiceEnv& follower =
+      second.server().driver().Status().role == raft::Role::kLeader ? first : second;
+
+  add.set_peerurls(0, url(testing::FreePort()));
+  add.set_islearner(true);
+  ASSERT_TRUE(first_cluster->MemberAdd(Ctx().get(), add, &added).ok());
+  const uint64_t learner = added.member().id();
+
+  auto follower_cluster = etcdserverpb::Cluster::NewStub(follower.channel());
+  etcdserverpb::MemberPromoteRequest promote;
+  etcdserverpb::MemberPromoteResponse resp;
+  promote.set_id(learner);
+  grpc::Status s = follower_cluster->MemberPromote(Ctx().get(), promote, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(),
+            "etcdserver: can only promote a learner member which is in sync with leader");
+  promote.set_id(learner + 1);
+  s = follower_cluster->MemberPromote(Ctx().get(), promote, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(), "etcdserver: member not found");
+  promote.set_id(follower.server().member_id());
+  s = follower_cluster->MemberPromote(Ctx().get(), promote, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(s.error_message(), "etcdserver: can only promote a learner member");
+  // The learner is still one.
+  EXPECT_TRUE(first.server().membership().IsLearner(learner));
+  EXPECT_TRUE(second.server().membership().IsLearner(learner));
+}
+
 }  // namespace
 }  // namespace kvstore::server

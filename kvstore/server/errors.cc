@@ -74,6 +74,9 @@ absl::Status LearnerNotReadyError() {
   return absl::FailedPreconditionError(
       "etcdserver: can only promote a learner member which is in sync with leader");
 }
+absl::Status NotSupportedForLearnerError() {
+  return absl::UnavailableError("etcdserver: rpc not supported for learner");
+}
 absl::Status BadAlarmRequestError() {
   return absl::InvalidArgumentError("etcdserver: invalid alarm request");
 }

@@ -36,6 +36,7 @@ absl::Status NotEnoughStartedMembersError();  // FailedPrecondition
 absl::Status UnhealthyClusterError();         // Unavailable
 absl::Status TooManyLearnersError();          // FailedPrecondition
 absl::Status LearnerNotReadyError();          // FailedPrecondition
+absl::Status NotSupportedForLearnerError();   // Unavailable
 // Not etcd's either (etcd 3.4 crashes on an unknown alarm action or on activating NONE).
 // InvalidArgument.
 absl::Status BadAlarmRequestError();

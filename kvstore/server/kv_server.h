@@ -158,6 +158,9 @@ class KvServer : public ApplyListener {
   uint64_t member_id() const { return member_id_; }
   uint64_t cluster_id() const { return cluster_id_; }
   const Membership& membership() const { return *membership_; }
+  // Whether this member is a learner in the member list it applied: true from the applied
+  // MemberAdd(learner) until the applied promotion.
+  bool IsLearner() const { return membership_->IsLearner(member_id_); }
   const KvServerOptions& options() const { return options_; }
 
   // etcd's alarms (Maintenance.Alarm): GET lists the active ones (of one type, or all for

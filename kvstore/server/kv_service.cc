@@ -80,6 +80,9 @@ grpc::Status KvService::DoReadOnlyTxn(const etcdserverpb::TxnRequest& req,
 grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
                                            const etcdserverpb::RangeRequest* req,
                                            etcdserverpb::RangeResponse* resp) {
+  if (!req->serializable()) {
+    if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return Finished(ctx, s);
+  }
   if (absl::Status s = ValidateRange(*req); !s.ok()) return Finished(ctx, ToGrpcStatus(s));
   return Read(ctx, req->serializable(), [this, req, resp] { return DoRange(*req, resp); });
 }
@@ -87,6 +90,7 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
                                          const etcdserverpb::PutRequest* req,
                                          etcdserverpb::PutResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return Finished(ctx, s);
   if (absl::Status s = ValidatePut(*req); !s.ok()) return Finished(ctx, ToGrpcStatus(s));
   kvstore::internal::InternalRaftRequest r;
   *r.mutable_put() = *req;
@@ -96,6 +100,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* ctx,
                                                  const etcdserverpb::DeleteRangeRequest* req,
                                                  etcdserverpb::DeleteRangeResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return Finished(ctx, s);
   if (absl::Status s = ValidateDeleteRange(*req); !s.ok()) {
     return Finished(ctx, ToGrpcStatus(s));
   }
@@ -107,6 +112,7 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* ctx,
                                          const etcdserverpb::TxnRequest* req,
                                          etcdserverpb::TxnResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return Finished(ctx, s);
   if (absl::Status s = ValidateTxn(*req, server_->max_txn_ops()); !s.ok()) {
     return Finished(ctx, ToGrpcStatus(s));
   }
@@ -124,6 +130,7 @@ grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* ctx,
                                              const etcdserverpb::CompactionRequest* req,
                                              etcdserverpb::CompactionResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return Finished(ctx, s);
   kvstore::internal::InternalRaftRequest r;
   *r.mutable_compaction() = *req;
   if (!req->physical()) return Write(ctx, std::move(r), resp);

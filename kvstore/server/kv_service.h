@@ -4,7 +4,7 @@
 // first waits for a ReadIndex round (shared by all reads that arrive together), then
 // reads the local store. Writes are validated, proposed through Raft and answered once
 // applied. Every call is bounded by the client's deadline and the server's request
-// timeout.
+// timeout. A learner serves only serializable Ranges (RefuseIfLearner), as etcd 3.4's.
 //
 // Threads: the service uses gRPC's callback API, so that no thread waits for a write to
 // commit or for a read barrier. Handlers run on gRPC's threads; writes are finished on the

@@ -9,6 +9,7 @@
 #include "common/grpc_status.h"
 #include "kvstore/server/errors.h"
 #include "kvstore/server/kv_service.h"
+#include "kvstore/server/service_util.h"
 
 namespace kvstore::server {
 
@@ -78,6 +79,7 @@ absl::StatusOr<int64_t> LeaseService::ForwardKeepAlive(
 grpc::Status LeaseService::LeaseGrant(grpc::ServerContext* ctx,
                                       const etcdserverpb::LeaseGrantRequest* req,
                                       etcdserverpb::LeaseGrantResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   // etcd's lessor refuses this when applying; refusing before proposing gives the client
   // the same error and keeps the entry out of the log.
   if (req->ttl() > kMaxLeaseTtl) return ToGrpcStatus(LeaseTtlTooLargeError());
@@ -94,6 +96,7 @@ grpc::Status LeaseService::LeaseGrant(grpc::ServerContext* ctx,
 grpc::Status LeaseService::LeaseRevoke(grpc::ServerContext* ctx,
                                        const etcdserverpb::LeaseRevokeRequest* req,
                                        etcdserverpb::LeaseRevokeResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   kvstore::internal::InternalRaftRequest r;
   *r.mutable_lease_revoke() = *req;
   return WriteAndAnswer(server_, RequestDeadline(ctx, request_timeout_), std::move(r), resp);
@@ -103,6 +106,7 @@ grpc::Status LeaseService::LeaseKeepAlive(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse,
                              etcdserverpb::LeaseKeepAliveRequest>* stream) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   etcdserverpb::LeaseKeepAliveRequest req;
   while (stream->Read(&req)) {
     etcdserverpb::LeaseKeepAliveResponse resp;
@@ -130,6 +134,7 @@ grpc::Status LeaseService::LeaseKeepAlive(
 grpc::Status LeaseService::LeaseTimeToLive(grpc::ServerContext* ctx,
                                            const etcdserverpb::LeaseTimeToLiveRequest* req,
                                            etcdserverpb::LeaseTimeToLiveResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   const absl::Time deadline = RequestDeadline(ctx, request_timeout_);
   absl::StatusOr<uint64_t> lessor = FindLessor(ctx, deadline);
   if (!lessor.ok()) return ToGrpcStatus(lessor.status());
@@ -164,6 +169,7 @@ grpc::Status LeaseService::LeaseTimeToLive(grpc::ServerContext* ctx,
 grpc::Status LeaseService::LeaseLeases(grpc::ServerContext*,
                                        const etcdserverpb::LeaseLeasesRequest*,
                                        etcdserverpb::LeaseLeasesResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   // etcd lists the member's own lessor, soonest expiry first.
   std::vector<std::pair<int64_t, int64_t>> leases;  // (remaining TTL, id)
   for (int64_t id : server_->lessor().Ids()) {

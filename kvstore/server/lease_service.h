@@ -7,7 +7,7 @@
 // the leader, which alone tracks expiry (see lessor.h). A follower forwards them to the
 // leader's client URL, as etcd forwards them over its peer links; a request that arrives
 // while this member is leader but its lessor not yet promoted waits for the promotion
-// (bounded by the request timeout).
+// (bounded by the request timeout). A learner refuses every call (RefuseIfLearner).
 //
 // Lease ids chosen by the server (LeaseGrant with ID 0) are picked here, before proposing,
 // so that every member applies the same id: etcd's scheme, the low 16 bits of the member id

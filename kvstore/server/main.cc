@@ -13,7 +13,6 @@
 // member of a cluster without a quorum does not answer yet. SIGTERM or SIGINT stops the
 // member cleanly.
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include <csignal>
 #include <cstdio>
@@ -29,6 +28,7 @@
 #include "common/flags.h"
 #include "common/http_endpoint.h"
 #include "kvstore/server/cluster_service.h"
+#include "kvstore/server/health_service.h"
 #include "kvstore/server/kv_server.h"
 #include "kvstore/server/kv_service.h"
 #include "kvstore/server/lease_service.h"
@@ -236,7 +236,6 @@ int main(int argc, char** argv) {
 
   const absl::Duration request_timeout = absl::Seconds(5) + 2 * o.election;
   kvstore::server::KvService kv(server->get(), request_timeout);
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   for (const std::string& hp : listen) {
     builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
@@ -255,6 +254,9 @@ int main(int argc, char** argv) {
   builder.RegisterService(&cluster);
   kvstore::server::WatchService watch(server->get(), &watch_hub);
   builder.RegisterService(&watch);
+  // gRPC's health protocol, ours rather than gRPC's default so that a learner refuses it.
+  kvstore::server::HealthService health(server->get());
+  builder.RegisterService(&health);
   std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
   if (grpc_server == nullptr) return Fail("cannot listen on " + listen_client);
   spdlog::info("kvstore {} (member {:x}, cluster {:x}) serving clients on {}", name,

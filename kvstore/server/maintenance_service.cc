@@ -14,6 +14,7 @@
 #include "common/grpc_status.h"
 #include "kvstore/server/errors.h"
 #include "kvstore/server/kv_service.h"
+#include "kvstore/server/service_util.h"
 #include "kvstore/server/snapshot_format.h"
 #include "spdlog/spdlog.h"
 
@@ -55,6 +56,7 @@ std::string MaintenanceService::MemberDir() const {
 grpc::Status MaintenanceService::Alarm(grpc::ServerContext* ctx,
                                        const etcdserverpb::AlarmRequest* req,
                                        etcdserverpb::AlarmResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   absl::StatusOr<etcdserverpb::AlarmResponse> r =
       server_->Alarm(*req, RequestDeadline(ctx, request_timeout_));
   if (!r.ok()) return ToGrpcStatus(r.status());
@@ -87,6 +89,7 @@ grpc::Status MaintenanceService::Status(grpc::ServerContext*, const etcdserverpb
 grpc::Status MaintenanceService::Defragment(grpc::ServerContext*,
                                             const etcdserverpb::DefragmentRequest*,
                                             etcdserverpb::DefragmentResponse*) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   spdlog::info("starting to defragment the storage backend");
   if (absl::Status s = server_->store().Defragment(); !s.ok()) return ToGrpcStatus(s);
   spdlog::info("finished defragmenting the storage backend");
@@ -95,6 +98,7 @@ grpc::Status MaintenanceService::Defragment(grpc::ServerContext*,
 
 grpc::Status MaintenanceService::Hash(grpc::ServerContext*, const etcdserverpb::HashRequest*,
                                       etcdserverpb::HashResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   absl::StatusOr<mvcc::KvHash> h = server_->store().HashKV(0);
   if (!h.ok()) return ToGrpcStatus(FromStoreError(h.status()));
   resp->set_hash(h->hash);
@@ -106,6 +110,7 @@ grpc::Status MaintenanceService::Hash(grpc::ServerContext*, const etcdserverpb::
 grpc::Status MaintenanceService::HashKV(grpc::ServerContext*,
                                         const etcdserverpb::HashKVRequest* req,
                                         etcdserverpb::HashKVResponse* resp) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   absl::StatusOr<mvcc::KvHash> h = server_->store().HashKV(req->revision());
   if (!h.ok()) return ToGrpcStatus(FromStoreError(h.status()));
   resp->set_hash(h->hash);
@@ -118,6 +123,7 @@ grpc::Status MaintenanceService::HashKV(grpc::ServerContext*,
 grpc::Status MaintenanceService::Snapshot(
     grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
     grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   const std::string dir = (fs::path(MemberDir()) / absl::StrCat(kSnapshotTmpPrefix, getpid(), ".",
                                                                 next_snapshot_.fetch_add(1)))
                               .string();
@@ -169,6 +175,7 @@ grpc::Status MaintenanceService::Snapshot(
 grpc::Status MaintenanceService::MoveLeader(grpc::ServerContext* ctx,
                                             const etcdserverpb::MoveLeaderRequest* req,
                                             etcdserverpb::MoveLeaderResponse*) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   const DriverStatus st = server_->driver().Status();
   if (st.leader != server_->member_id()) return ToGrpcStatus(NotLeaderError());
   const auto& voters = st.conf_state.voters;

@@ -12,6 +12,7 @@
 // Status reports the MVCC store's RocksDB size as both dbSize and dbSizeInUse (RocksDB has
 // no free pages to tell apart), the Raft commit index as raftIndex, and in `errors` "no
 // leader" and every active alarm as etcd formats them.
+// A learner answers Status only and refuses the rest (RefuseIfLearner), as etcd 3.4's.
 //
 // Threads: gRPC calls the handlers on its own threads; the only state is a counter.
 #ifndef KVSTORE_SERVER_MAINTENANCE_SERVICE_H_

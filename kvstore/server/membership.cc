@@ -326,6 +326,12 @@ bool Membership::Contains(uint64_t id) const {
                      [id](const MemberInfo& m) { return m.id == id; });
 }
 
+bool Membership::IsLearner(uint64_t id) const {
+  absl::ReaderMutexLock l(&mu_);
+  return std::any_of(members_.begin(), members_.end(),
+                     [id](const MemberInfo& m) { return m.id == id && m.is_learner; });
+}
+
 template <typename F>
 absl::Status Membership::Mutate(F change) {
   absl::MutexLock w(&write_mu_);

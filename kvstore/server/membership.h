@@ -104,6 +104,9 @@ class Membership {
   std::optional<MemberInfo> Find(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<uint64_t> Ids() const ABSL_LOCKS_EXCLUDED(mu_);
   bool Contains(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether `id` is a learner of the list as applied so far (false for an id that is not
+  // a member). Cheap: the client services ask it on every call.
+  bool IsLearner(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Records a member's published name and client URLs; returns once the file is synced.
   // NotFoundError (nothing changes) for an id that is not a member. Any other error means

@@ -191,6 +191,26 @@ TEST_F(MembershipTest, ChangesAreWrittenAndApplyingThemAgainChangesNothing) {
   EXPECT_EQ((*again)->Find(n2)->name, "n2");
 }
 
+TEST_F(MembershipTest, IsLearnerFollowsAddPromoteAndRemove) {
+  absl::StatusOr<std::unique_ptr<Membership>> m = Membership::Create(dir_.path(), Three());
+  ASSERT_TRUE(m.ok()) << m.status();
+  const uint64_t n2 = ComputeMemberId({"http://h:2"}, "tok");
+  EXPECT_FALSE((*m)->IsLearner(n2));
+  EXPECT_FALSE((*m)->IsLearner(7));  // not a member
+  ASSERT_TRUE((*m)->Add(MemberInfo{.id = 7, .peer_urls = {"http://h:4"}, .is_learner = true}).ok());
+  EXPECT_TRUE((*m)->IsLearner(7));
+  ASSERT_TRUE((*m)->Promote(7).ok());
+  EXPECT_FALSE((*m)->IsLearner(7));
+  ASSERT_TRUE((*m)->Add(MemberInfo{.id = 8, .peer_urls = {"http://h:5"}, .is_learner = true}).ok());
+  ASSERT_TRUE((*m)->Remove(8).ok());
+  EXPECT_FALSE((*m)->IsLearner(8));
+  // A snapshot's list replaces the whole list, learners included.
+  ASSERT_TRUE(
+      (*m)->Replace({MemberInfo{.id = 9, .peer_urls = {"http://h:6"}, .is_learner = true}}).ok());
+  EXPECT_TRUE((*m)->IsLearner(9));
+  EXPECT_FALSE((*m)->IsLearner(7));
+}
+
 TEST_F(MembershipTest, ADamagedFileIsDataLossNotAnotherCluster) {
   ASSERT_TRUE(Membership::Create(dir_.path(), Three()).ok());
   const std::string path = dir_.path() + "/cluster";

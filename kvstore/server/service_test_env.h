@@ -1,5 +1,6 @@
-// For the service tests: a started one-member KvServer with the KV, Lease, Maintenance and
-// Cluster services on 127.0.0.1 (a port the OS picks), and the changes it commits.
+// For the service tests: a started KvServer (one member alone, or one that joins another
+// in process) with the KV, Lease, Maintenance, Cluster and Health services on 127.0.0.1 (a
+// port the OS picks), and the changes it commits.
 //
 // Ownership: the environment owns the server, the services and the gRPC server; the data
 // directory is a fresh temporary one (removed at the end) unless the test passes its own.
@@ -9,7 +10,10 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <memory>
@@ -23,6 +27,7 @@
 #include "common/clock.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "kvstore/server/cluster_service.h"
+#include "kvstore/server/health_service.h"
 #include "kvstore/server/kv_server.h"
 #include "kvstore/server/kv_service.h"
 #include "kvstore/server/lease_service.h"
@@ -61,6 +66,15 @@ inline KvServerOptions FastOptions(const std::string& data_dir) {
   return o;
 }
 
+// How ServiceEnv serves its member (one of several, in some tests).
+struct Serving {
+  // Wait until the member leads (false: a member that joins a running cluster).
+  bool lead = true;
+  // Listen on options.client_urls' first host:port (which other members forward to),
+  // rather than on a port the OS picks.
+  bool on_client_url = false;
+};
+
 class ServiceEnv {
  public:
   struct Change {
@@ -69,9 +83,9 @@ class ServiceEnv {
   };
 
   // Opens the member (options.data_dir, or a fresh temp dir if empty) and serves it once
-  // it leads and is ready. Check ok() before use.
+  // it leads (unless !serving.lead) and is ready. Check ok() before use.
   explicit ServiceEnv(const common::Clock* clock = common::RealClock::Get(),
-                      KvServerOptions options = FastOptions("")) {
+                      KvServerOptions options = FastOptions(""), Serving serving = Serving()) {
     if (options.data_dir.empty()) options.data_dir = temp_.path() + "/member";
     absl::StatusOr<std::unique_ptr<KvServer>> s = KvServer::Open(options, clock);
     if (!s.ok()) {
@@ -87,7 +101,8 @@ class ServiceEnv {
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
     // Leading, and the lessor promoted (it follows leadership a timer period later): leases
     // granted from now on expire on the clock the test moves.
-    while ((server_->driver().Status().role != raft::Role::kLeader ||
+    while (serving.lead &&
+           (server_->driver().Status().role != raft::Role::kLeader ||
             !server_->lessor().is_primary()) &&
            absl::Now() < give_up) {
       absl::SleepFor(absl::Milliseconds(5));
@@ -98,13 +113,17 @@ class ServiceEnv {
     lease_ = std::make_unique<LeaseService>(server_.get(), absl::Seconds(5));
     maintenance_ = std::make_unique<MaintenanceService>(server_.get(), absl::Seconds(5));
     cluster_ = std::make_unique<ClusterService>(server_.get());
+    health_ = std::make_unique<HealthService>(server_.get());
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    absl::StatusOr<std::string> address = UrlHostPort(options.client_urls.front());
+    const std::string listen = serving.on_client_url && address.ok() ? *address : "127.0.0.1:0";
+    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(kv_.get());
     builder.RegisterService(lease_.get());
     builder.RegisterService(maintenance_.get());
     builder.RegisterService(cluster_.get());
+    builder.RegisterService(health_.get());
     grpc_ = builder.BuildAndStart();
     if (grpc_ == nullptr || port == 0) {
       status_ = absl::InternalError("cannot start the gRPC server");
@@ -137,11 +156,25 @@ class ServiceEnv {
   std::unique_ptr<LeaseService> lease_;
   std::unique_ptr<MaintenanceService> maintenance_;
   std::unique_ptr<ClusterService> cluster_;
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> grpc_;
   std::shared_ptr<grpc::Channel> channel_;
   mutable absl::Mutex mu_;
   std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
 };
+
+// A port nobody listens on right now, on 127.0.0.1 (0 if none could be found).
+inline int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  close(fd);
+  return ok ? ntohs(a.sin_port) : 0;
+}
 
 // A client context with a deadline, for calls that must not hang a test.
 inline std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(10)) {

@@ -1,5 +1,6 @@
-// What every etcd API service does the same way: bound a call by the client's deadline
-// and the server's request timeout, and answer a write with the applied result.
+// What every etcd API service does the same way: refuse a learner's clients as etcd does,
+// bound a call by the client's deadline and the server's request timeout, and answer a
+// write with the applied result.
 #ifndef KVSTORE_SERVER_SERVICE_UTIL_H_
 #define KVSTORE_SERVER_SERVICE_UTIL_H_
 
@@ -12,9 +13,20 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "kvstore/server/errors.h"
 #include "kvstore/server/kv_server.h"
 
 namespace kvstore::server {
+
+// etcd 3.4's gRPC interceptors: a learner answers its clients only Maintenance.Status and
+// serializable Range, and refuses every other call and every stream, before anything else
+// (validation included), with NotSupportedForLearnerError(). Each handler of a call a
+// learner must refuse starts with this (KV.Range only when it is linearizable). Asked at
+// each call, so that a promoted learner serves at once.
+inline grpc::Status RefuseIfLearner(const KvServer* server) {
+  if (!server->IsLearner()) return grpc::Status::OK;
+  return common::ToGrpcStatus(NotSupportedForLearnerError());
+}
 
 // The deadline for a request: the client's, but at most `timeout` from now.
 inline absl::Time RequestDeadline(const grpc::ServerContextBase* ctx, absl::Duration timeout) {

@@ -9,6 +9,7 @@
 
 #include "absl/time/clock.h"
 #include "kvstore/server/range.h"
+#include "kvstore/server/service_util.h"
 
 namespace kvstore::server {
 namespace {
@@ -96,6 +97,7 @@ int WatchService::active_streams() const {
 }
 
 grpc::Status WatchService::Watch(grpc::ServerContext* ctx, Stream* stream) {
+  if (grpc::Status s = RefuseIfLearner(server_); !s.ok()) return s;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "etcdserver: server stopped");

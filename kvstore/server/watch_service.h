@@ -5,7 +5,8 @@
 // order; a sender thread of the call's own takes updates off the stream and writes them
 // as WatchResponses, filling headers as etcd does, splitting the responses of watches that
 // asked for `fragment`, and running the call's progress_notify ticker. A client that
-// half-closes keeps its watches (as with etcd) until it goes away.
+// half-closes keeps its watches (as with etcd) until it goes away. A learner refuses the stream
+// at once (RefuseIfLearner), as etcd 3.4's.
 //
 // A call ends when the client cancels it or disconnects (its watchers are dropped and its
 // sender joined before the handler returns), when the grpc::Server shuts down (its deadline

@@ -43,6 +43,10 @@ _HEALTH_RANGE = b"\x0a\x06health"
 
 _SETPRIV = "/usr/bin/setpriv"  # util-linux
 
+# What etcd 3.4's learners answer every client call but Maintenance.Status and a
+# serializable Range (gRPC status UNAVAILABLE).
+LEARNER_ERROR = "etcdserver: rpc not supported for learner"
+
 
 def die_with_parent(cmd):
     """cmd, run so that the kernel SIGKILLs it when the thread that started it ends.
@@ -198,7 +202,8 @@ class Member:
         raise last
 
     def wait_healthy(self, timeout=30.0):
-        """Waits until the member answers a linearizable Range (so it has a leader)."""
+        """Waits until the member answers a linearizable Range (so it has a leader), or,
+        for a learner, refuses it as etcd 3.4's learners do (so it serves)."""
         deadline = time.monotonic() + timeout
         last = "not listening"
         while True:
@@ -220,6 +225,8 @@ class Member:
             except OSError as e:
                 last = str(e)
             except grpc.RpcError as e:
+                if e.details() == LEARNER_ERROR:
+                    return
                 last = f"{e.code()}: {e.details()}"
             time.sleep(0.05)
 
