@@ -29,36 +29,11 @@ BUDGET_S = 60
 FAILOVER_S = 5
 
 
-class Client:
-    """Stubs for one member over a channel of its own."""
-
-    def __init__(self, member):
-        self.member = member
-        self.channel = grpc.insecure_channel(member.endpoint)
-        self.kv = rpc_pb2_grpc.KVStub(self.channel)
-        self.cluster = rpc_pb2_grpc.ClusterStub(self.channel)
-        self.maintenance = rpc_pb2_grpc.MaintenanceStub(self.channel)
-        self.lease = rpc_pb2_grpc.LeaseStub(self.channel)
-
-    def close(self):
-        self.channel.close()
+def Client(member):
+    return members.Client(member, rpc_pb2_grpc)
 
 
-def retry(what, fn, timeout, interval=0.05):
-    """fn() until it returns something other than None without an RPC error, or fail
-    after timeout seconds with the last error."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            out = fn()
-            if out is not None:
-                return out
-        except grpc.RpcError as e:
-            last = f"{e.code()}: {e.details()}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s (last error: {last})")
-        time.sleep(interval)
+retry = members.retry
 
 
 class ClusterBasicTest(unittest.TestCase):

@@ -36,30 +36,11 @@ FLAGS = (f"--snapshot-count={SNAPSHOT_COUNT}",
          f"--experimental-snapshot-catchup-entries={CATCHUP}")
 
 
-class Client:
-    def __init__(self, member):
-        self.channel = grpc.insecure_channel(member.endpoint)
-        self.kv = rpc_pb2_grpc.KVStub(self.channel)
-        self.maintenance = rpc_pb2_grpc.MaintenanceStub(self.channel)
-
-    def close(self):
-        self.channel.close()
+def Client(member):
+    return members.Client(member, rpc_pb2_grpc)
 
 
-def retry(what, fn, timeout, interval=0.05):
-    """fn() until it returns something other than None without an RPC error."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            out = fn()
-            if out is not None:
-                return out
-        except grpc.RpcError as e:
-            last = f"{e.code()}: {e.details()}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s (last: {last})")
-        time.sleep(interval)
+retry = members.retry
 
 
 class ClusterSnapshotTest(unittest.TestCase):

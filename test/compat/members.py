@@ -84,6 +84,40 @@ def free_ports(n):
             s.close()
 
 
+def retry(what, fn, timeout, interval=0.05):
+    """fn() until it returns something other than None without an RPC error, or fail
+    after timeout seconds with the last error."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            out = fn()
+            if out is not None:
+                return out
+        except grpc.RpcError as e:
+            last = f"{e.code()}: {e.details()}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s (last error: {last})")
+        time.sleep(interval)
+
+
+class Client:
+    """A stub for each etcd service of one member, over a channel of its own.
+    `rpc_pb2_grpc` is the generated module (import_stubs)."""
+
+    def __init__(self, member, rpc_pb2_grpc, options=None):
+        self.member = member
+        self.channel = grpc.insecure_channel(member.endpoint, options=options)
+        self.kv = rpc_pb2_grpc.KVStub(self.channel)
+        self.cluster = rpc_pb2_grpc.ClusterStub(self.channel)
+        self.maintenance = rpc_pb2_grpc.MaintenanceStub(self.channel)
+        self.lease = rpc_pb2_grpc.LeaseStub(self.channel)
+        self.watch = rpc_pb2_grpc.WatchStub(self.channel)
+
+    def close(self):
+        self.channel.close()
+
+
 class MemberError(Exception):
     pass
 

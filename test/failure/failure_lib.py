@@ -54,17 +54,8 @@ class Stubs:
         self.kv_pb2, self.rpc_pb2, self.rpc_pb2_grpc = members.import_stubs(stub_dir)
 
 
-class Client:
-    """Stubs for one member over a channel of its own."""
-
-    def __init__(self, stubs, member):
-        self.member = member
-        self.channel = grpc.insecure_channel(member.endpoint, options=CHANNEL_OPTIONS)
-        self.kv = stubs.rpc_pb2_grpc.KVStub(self.channel)
-        self.maintenance = stubs.rpc_pb2_grpc.MaintenanceStub(self.channel)
-
-    def close(self):
-        self.channel.close()
+def Client(stubs, member):
+    return members.Client(member, stubs.rpc_pb2_grpc, options=CHANNEL_OPTIONS)
 
 
 def rounds(default):
@@ -94,20 +85,7 @@ def write_faults(member, blocked_ids):
     os.replace(tmp, member.faults_path)
 
 
-def retry(what, fn, timeout, interval=0.05):
-    """fn() until it returns something other than None without an RPC error."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            out = fn()
-            if out is not None:
-                return out
-        except grpc.RpcError as e:
-            last = f"{e.code()}: {e.details()}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s (last error: {last})")
-        time.sleep(interval)
+retry = members.retry
 
 
 def find_leader(cluster, stubs, among, timeout):
