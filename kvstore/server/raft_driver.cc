@@ -238,6 +238,13 @@ void RaftDriver::RunOnce() {
     // a restart handles (entries it holds are skipped); the other order would leave a log
     // that starts after what the state machine holds.
     if (!rd.snapshot.IsEmpty()) InstallSnapshot(rd.snapshot);
+    // A leader sends before it saves: the followers write these entries while it writes its
+    // own (Raft thesis 10.2.1). Safe because the core counts the leader's copy toward a
+    // quorum only once Advance() reports it persisted, and a leader's messages never
+    // acknowledge anything of its own log. Anyone else must save first: its answers
+    // (votes, appends acknowledged) promise what is on its disk.
+    const bool leading = node_->raft().role() == raft::Role::kLeader;
+    if (leading) SendMessages(std::move(rd.messages));
     const absl::Time save_start = clock_->Now();
     if (absl::Status s = log_->Save(rd); !s.ok()) {
       // What reached the disk is unknown; carrying on could acknowledge a lost write.
@@ -256,21 +263,7 @@ void RaftDriver::RunOnce() {
       }
     }
     if (rd.soft_state) last_leader_ = rd.soft_state->leader;
-    if (transport_ != nullptr && options_.snapshotter != nullptr) {
-      auto is_snap = [](const raft::Message& m) { return m.type == raft::MessageType::kSnap; };
-      for (raft::Message& m : rd.messages) {
-        if (is_snap(m)) SendSnapshot(std::move(m));
-      }
-      rd.messages.erase(std::remove_if(rd.messages.begin(), rd.messages.end(), is_snap),
-                        rd.messages.end());
-    }
-    if (transport_ != nullptr && !rd.messages.empty()) {
-      const absl::Time sent = clock_->Now();
-      for (const raft::Message& msg : rd.messages) {
-        if (msg.type == raft::MessageType::kHeartbeat) heartbeat_sent_.insert_or_assign(msg.to, sent);
-      }
-      transport_->Send(std::move(rd.messages));
-    }
+    if (!leading) SendMessages(std::move(rd.messages));
     const uint64_t already = sm_->AppliedIndex();
     const absl::Time apply_start = clock_->Now();
     for (const raft::Entry& e : rd.committed_entries) {
@@ -292,6 +285,22 @@ void RaftDriver::RunOnce() {
     MaybeSnapshot();
     PublishStatus();
   }
+}
+
+void RaftDriver::SendMessages(std::vector<raft::Message> messages) {
+  if (transport_ == nullptr || messages.empty()) return;
+  if (options_.snapshotter != nullptr) {
+    auto is_snap = [](const raft::Message& m) { return m.type == raft::MessageType::kSnap; };
+    for (raft::Message& m : messages) {
+      if (is_snap(m)) SendSnapshot(std::move(m));
+    }
+    messages.erase(std::remove_if(messages.begin(), messages.end(), is_snap), messages.end());
+  }
+  const absl::Time sent = clock_->Now();
+  for (const raft::Message& m : messages) {
+    if (m.type == raft::MessageType::kHeartbeat) heartbeat_sent_.insert_or_assign(m.to, sent);
+  }
+  if (!messages.empty()) transport_->Send(std::move(messages));
 }
 
 void RaftDriver::ObserveRoundTrip(uint64_t from) {

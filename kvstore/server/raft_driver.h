@@ -197,6 +197,8 @@ class RaftDriver : public MessageSink {
   // One pass of the loop: takes queued work, ticks, and works off every Ready.
   void RunOnce() ABSL_LOCKS_EXCLUDED(mu_);
   void HandleReadStates(const std::vector<raft::ReadState>& states);
+  // Sends a Ready's messages: MsgSnap through SendSnapshot, the rest through the transport.
+  void SendMessages(std::vector<raft::Message> messages);
   // A heartbeat answer from `from`: its round trip goes to the metrics.
   void ObserveRoundTrip(uint64_t from);
   // Replaces the state machine by a snapshot's state (before the log records it).
