@@ -10,7 +10,9 @@ pid). COMPAT_SELF_CHECK=1 runs the same test against a real etcd 3.4 cluster.
 """
 
 import os
+import queue
 import sys
+import threading
 import time
 import unittest
 
@@ -153,6 +155,73 @@ class ClusterBasicTest(unittest.TestCase):
         self.assertNotEqual(self.wait_leader(rest, FAILOVER_S), leader)
         self.put(rest[0], b"after-stop", b"ok")
         self.assertLess(time.monotonic() - self.started, BUDGET_S + 10)
+
+    def watch_events(self, name, start_revision, events_out, stop):
+        """Watches the prefix w/ through `name` from `start_revision`, appending
+        (key, mod_revision, type) to events_out until stop is set or the stream ends."""
+        requests = queue.Queue()
+        requests.put(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+            key=b"w/", range_end=b"w0", start_revision=start_revision)))
+
+        def request_iter():
+            while True:
+                r = requests.get()
+                if r is None:
+                    return
+                yield r
+
+        call = self.clients[name].watch.Watch(request_iter())
+        try:
+            for resp in call:
+                for e in resp.events:
+                    events_out.append((e.kv.key, e.kv.mod_revision, e.type))
+                if stop.is_set():
+                    break
+        except grpc.RpcError:
+            pass  # the member was killed, or the stream was canceled
+        finally:
+            requests.put(None)
+            call.cancel()
+
+    def test_watches_on_survivors_go_on_across_a_leader_kill(self):
+        """Watchers on the members that survive see every event once, in order, with no
+        gap, while the leader is killed mid-stream; the same as a replay from history."""
+        names = [m.name for m in self.cluster.members]
+        leader = self.wait_leader(names, 10)
+        followers = [n for n in names if n != leader]
+        start = self.put(followers[0], b"w/start", b"0").header.revision
+        seen = {n: [] for n in followers}
+        stop = threading.Event()
+        threads = [threading.Thread(target=self.watch_events, args=(n, start, seen[n], stop))
+                   for n in followers]
+        for t in threads:
+            t.start()
+        for i in range(60):
+            if i == 20:
+                self.cluster.members[names.index(leader)].kill()
+            self.put(followers[i % 2], f"w/{i:03d}".encode(), b"v", timeout=FAILOVER_S)
+        last = self.put(followers[0], b"w/end", b"1").header.revision
+
+        # A watch from the same start, replayed from the store's history once it is all
+        # written, is what every live watcher must have seen.
+        replay, done = [], threading.Event()
+        replayer = threading.Thread(target=self.watch_events,
+                                    args=(followers[1], start, replay, done))
+        replayer.start()
+        retry("the replay", lambda: True if replay and replay[-1][1] >= last else None, 10)
+        for n in followers:
+            retry(f"{n}'s watcher at {last}",
+                  lambda n=n: True if seen[n] and seen[n][-1][1] >= last else None, 10)
+        stop.set()
+        done.set()
+        self.put(followers[0], b"w/wake", b"2")  # lets the watch threads see stop
+        for t in threads + [replayer]:
+            t.join(10)
+        want = [e for e in replay if e[1] <= last]
+        self.assertEqual(want[0][1], start)
+        self.assertGreaterEqual(len(want), 62)
+        for n in followers:
+            self.assertEqual([e for e in seen[n] if e[1] <= last], want, n)
 
     def keep_alive(self, name, lease_id):
         """One keep-alive through `name`; the TTL it answers."""
