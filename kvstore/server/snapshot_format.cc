@@ -1,7 +1,6 @@
 #include "kvstore/server/snapshot_format.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "kvstore/server/sha256.h"
 
 namespace kvstore::server {
 namespace fs = std::filesystem;
@@ -178,29 +178,9 @@ absl::Status SyncDir(const std::string& dir) {
 
 namespace {
 
-// A SHA-256 over everything passed to Update. Thread-compatible.
-class Sha256Hasher {
- public:
-  Sha256Hasher() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256Hasher() { EVP_MD_CTX_free(ctx_); }
-  Sha256Hasher(const Sha256Hasher&) = delete;
-  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
-
-  void Update(const std::string& bytes) { EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()); }
-  std::string Final() {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_, digest, &len);
-    return std::string(reinterpret_cast<const char*>(digest), len);
-  }
-
- private:
-  EVP_MD_CTX* const ctx_;
-};
-
 // The SHA-256 of the next `n` bytes of `in`.
 absl::StatusOr<std::string> HashPrefix(std::ifstream& in, uint64_t n) {
-  Sha256Hasher sha;
+  Sha256Digest sha;
   std::string buf;
   for (uint64_t left = n; left > 0;) {
     const uint64_t chunk = std::min<uint64_t>(left, 1 << 20);
@@ -213,7 +193,7 @@ absl::StatusOr<std::string> HashPrefix(std::ifstream& in, uint64_t n) {
 
 }  // namespace
 
-class SnapshotWriter::Sha256 : public Sha256Hasher {};
+class SnapshotWriter::Sha256 : public Sha256Digest {};
 
 std::string UstarHeader(const std::string& name, uint64_t size) {
   std::string h(kSnapshotBlock, '\0');

@@ -1,7 +1,6 @@
 #include "kvstore/server/snapshot_stream.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,33 +11,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "kvstore/server/peer_codec.h"
+#include "kvstore/server/sha256.h"
 #include "kvstore/storage/raft_codec.h"
 
 namespace kvstore::server {
 
-class SnapshotStreamHash {
+// The stream's hash: each file chunk as its file name, a NUL, then its bytes.
+class SnapshotStreamHash : public Sha256Digest {
  public:
-  SnapshotStreamHash() : ctx_(EVP_MD_CTX_new()) {
-    EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
-  }
-  ~SnapshotStreamHash() { EVP_MD_CTX_free(ctx_); }
-  SnapshotStreamHash(const SnapshotStreamHash&) = delete;
-  SnapshotStreamHash& operator=(const SnapshotStreamHash&) = delete;
-  // Adds one file chunk, as the stream hash is defined.
   void AddChunk(const std::string& file, const char* data, size_t size) {
-    EVP_DigestUpdate(ctx_, file.data(), file.size());
-    EVP_DigestUpdate(ctx_, "", 1);
-    EVP_DigestUpdate(ctx_, data, size);
+    Update(file);
+    Update(std::string_view("", 1));
+    Update(std::string_view(data, size));
   }
-  std::string Digest() {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_, digest, &len);
-    return std::string(reinterpret_cast<const char*>(digest), len);
-  }
-
- private:
-  EVP_MD_CTX* const ctx_;
+  std::string Digest() { return Final(); }
 };
 
 std::string ReceivedSnapshotPath(const std::string& snapshot_dir, const raft::SnapshotMeta& meta) {

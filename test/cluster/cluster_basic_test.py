@@ -56,18 +56,7 @@ class ClusterBasicTest(unittest.TestCase):
 
     def wait_leader(self, names, timeout):
         """The name of the member that every one of `names` reports as leader."""
-        ids = self.cluster.ids()
-        by_id = {v: k for k, v in ids.items()}
-
-        def agreed():
-            leaders = {self.clients[n].maintenance.Status(
-                rpc_pb2.StatusRequest(), timeout=1).leader for n in names}
-            if len(leaders) == 1 and 0 not in leaders:
-                leader = by_id.get(leaders.pop())
-                return leader if leader in names else None
-            return None
-
-        return retry(f"one leader among {names}", agreed, timeout)
+        return members.wait_leader(self.cluster, self.clients, names, rpc_pb2, timeout)
 
     def put(self, name, key, value, timeout=5):
         return retry(f"put {key} through {name}", lambda: self.clients[name].kv.Put(

@@ -141,16 +141,7 @@ class ClusterRestoreTest(unittest.TestCase):
         return out
 
     def wait_leader(self, cluster, clients, timeout=10):
-        by_id = {v: k for k, v in cluster.ids().items()}
-
-        def agreed():
-            leaders = {c.maintenance.Status(rpc_pb2.StatusRequest(), timeout=1).leader
-                       for c in clients.values()}
-            if len(leaders) == 1 and 0 not in leaders:
-                return by_id.get(leaders.pop())
-            return None
-
-        return retry("one leader", agreed, timeout)
+        return members.wait_leader(cluster, clients, list(clients), rpc_pb2, timeout)
 
     # --- the source cluster ------------------------------------------------
 

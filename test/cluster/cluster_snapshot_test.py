@@ -73,17 +73,7 @@ class ClusterSnapshotTest(unittest.TestCase):
         return max(1.0, BUDGET_S - (time.monotonic() - self.started))
 
     def wait_leader(self, names, timeout):
-        by_id = {v: k for k, v in self.cluster.ids().items()}
-
-        def agreed():
-            leaders = {self.clients[n].maintenance.Status(
-                rpc_pb2.StatusRequest(), timeout=1).leader for n in names}
-            if len(leaders) == 1 and 0 not in leaders:
-                leader = by_id.get(leaders.pop())
-                return leader if leader in names else None
-            return None
-
-        return retry(f"one leader among {names}", agreed, timeout)
+        return members.wait_leader(self.cluster, self.clients, names, rpc_pb2, timeout)
 
     def put_many(self, name, prefix, count, window=64):
         """Puts prefix/0..count-1 through `name`, `window` requests in flight; returns the

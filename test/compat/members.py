@@ -118,6 +118,22 @@ class Client:
         self.channel.close()
 
 
+def wait_leader(cluster, clients, names, rpc_pb2, timeout):
+    """The name of the member that every one of `names` reports as leader, asked through
+    `clients` (by name, Client objects); fails after timeout seconds."""
+    by_id = {v: k for k, v in cluster.ids().items()}
+
+    def agreed():
+        leaders = {clients[n].maintenance.Status(rpc_pb2.StatusRequest(), timeout=1).leader
+                   for n in names}
+        if len(leaders) == 1 and 0 not in leaders:
+            leader = by_id.get(leaders.pop())
+            return leader if leader in names else None
+        return None
+
+    return retry(f"one leader among {list(names)}", agreed, timeout)
+
+
 class MemberError(Exception):
     pass
 
