@@ -408,6 +408,10 @@ TEST(WatchServiceSlowReaderTest, CatchesUpWithoutLosingOrRepeatingEvents) {
   WatchClient slow(env.channel(), /*start_reading=*/false);
   WatchCreateRequest w = Create("s/", "s0");
   w.set_prev_kv(true);
+  // From the next revision on, explicitly: the server may take the create request after
+  // the first puts below (nothing waits for "created"), and a watch without a start
+  // revision starts after whatever is current then.
+  w.set_start_revision(env.Put("t", "before") + 1);
   slow.Create(w);
   const std::string value(8 * 1024, 'v');
   const int kPuts = 400;
