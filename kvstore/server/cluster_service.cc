@@ -41,7 +41,9 @@ bool IsFinalPromoteError(const absl::Status& s) {
 // etcd: a member is started once it published its name.
 bool IsStarted(const MemberInfo& m) { return !m.name.empty(); }
 
-void ToProto(const MemberInfo& info, etcdserverpb::Member* m) {
+}  // namespace
+
+void MemberToProto(const MemberInfo& info, etcdserverpb::Member* m) {
   m->set_id(info.id);
   m->set_name(info.name);
   for (const std::string& u : info.peer_urls) m->add_peerurls(u);
@@ -49,12 +51,18 @@ void ToProto(const MemberInfo& info, etcdserverpb::Member* m) {
   m->set_islearner(info.is_learner);
 }
 
-}  // namespace
+MemberInfo MemberFromProto(const etcdserverpb::Member& m) {
+  return MemberInfo{.id = m.id(),
+                    .name = m.name(),
+                    .peer_urls = {m.peerurls().begin(), m.peerurls().end()},
+                    .client_urls = {m.clienturls().begin(), m.clienturls().end()},
+                    .is_learner = m.islearner()};
+}
 
 template <typename Response>
 void ClusterService::FillMembers(Response* resp) const {
   FillHeader(resp->mutable_header());
-  for (const MemberInfo& info : server_->membership().Members()) ToProto(info, resp->add_members());
+  for (const MemberInfo& info : server_->membership().Members()) MemberToProto(info, resp->add_members());
 }
 
 absl::Time ClusterService::Deadline(const grpc::ServerContext* ctx) const {

@@ -36,6 +36,11 @@
 
 namespace kvstore::server {
 
+// etcd's Member message for an entry of the member list, and back.
+void MemberToProto(const MemberInfo& info, etcdserverpb::Member* m);
+MemberInfo MemberFromProto(const etcdserverpb::Member& m);
+
+
 class ClusterService final : public etcdserverpb::Cluster::Service {
  public:
   // `server` must outlive the service.

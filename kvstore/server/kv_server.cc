@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "kvstore/server/cluster_service.h"
 #include "kvstore/server/errors.h"
 #include "kvstore/server/snapshot_stream.h"
 #include "spdlog/spdlog.h"
@@ -116,12 +117,7 @@ class KvServer::PeerMemberList final : public etcdserverpb::Cluster::Service {
     resp->mutable_header()->set_cluster_id(server_->cluster_id_);
     resp->mutable_header()->set_member_id(server_->member_id_);
     for (const MemberInfo& info : server_->membership_->Members()) {
-      etcdserverpb::Member* m = resp->add_members();
-      m->set_id(info.id);
-      m->set_name(info.name);
-      for (const std::string& u : info.peer_urls) m->add_peerurls(u);
-      for (const std::string& u : info.client_urls) m->add_clienturls(u);
-      m->set_islearner(info.is_learner);
+      MemberToProto(info, resp->add_members());
     }
     return grpc::Status::OK;
   }
@@ -306,11 +302,7 @@ absl::StatusOr<InitialCluster> KvServer::FetchClusterFromPeers() const {
         InitialCluster cluster;
         cluster.cluster_id = resp.header().cluster_id();
         for (const etcdserverpb::Member& m : resp.members()) {
-          MemberInfo info{.id = m.id(),
-                          .name = m.name(),
-                          .peer_urls = {m.peerurls().begin(), m.peerurls().end()},
-                          .client_urls = {m.clienturls().begin(), m.clienturls().end()},
-                          .is_learner = m.islearner()};
+          MemberInfo info = MemberFromProto(m);
           std::vector<std::string> sorted = info.peer_urls;
           std::sort(sorted.begin(), sorted.end());
           if (sorted == self_urls) cluster.member_id = info.id;
@@ -726,6 +718,7 @@ void KvServer::OnMemberChange(const kvstore::internal::MemberChange& c) {
   using kvstore::internal::MemberChange;
   const std::vector<std::string> urls(c.peer_urls().begin(), c.peer_urls().end());
   const uint64_t id = c.member_id();
+  const std::vector<MemberInfo> before = membership_->Members();
   absl::Status s;
   switch (c.kind()) {
     case MemberChange::ADD:
@@ -754,55 +747,48 @@ void KvServer::OnMemberChange(const kvstore::internal::MemberChange& c) {
   }
   spdlog::info("applied membership change {} of member {:x} ({})",
                MemberChange::Kind_Name(c.kind()), id, absl::StrJoin(urls, ","));
-  if (id == member_id_) {
-    if (c.kind() == MemberChange::REMOVE) {
-      absl::MutexLock l(&removed_mu_);
-      removed_at_ = absl::Now();
-    }
-    return;
-  }
-  if (transport_ == nullptr) return;
-  if (c.kind() == MemberChange::REMOVE || c.kind() == MemberChange::UPDATE) {
-    transport_->RemovePeer(id);
-  }
-  if ((c.kind() == MemberChange::ADD || c.kind() == MemberChange::UPDATE) && !urls.empty()) {
-    absl::StatusOr<std::string> address = UrlHostPort(urls.front());
-    if (address.ok()) {
-      transport_->AddPeer(id, *address);
-    } else {
-      spdlog::error("member {:x} has an unusable peer URL: {}", id, address.status().ToString());
-    }
+  if (absl::Status f = FollowMembers(before); !f.ok()) {
+    spdlog::error("member {:x} has an unusable peer URL: {}", id, f.ToString());
   }
 }
 
 absl::Status KvServer::AdoptMembers(std::vector<MemberInfo> members) {
   const std::vector<MemberInfo> before = membership_->Members();
-  if (absl::Status s = membership_->Replace(members); !s.ok()) return s;
+  if (absl::Status s = membership_->Replace(std::move(members)); !s.ok()) return s;
+  return FollowMembers(before);
+}
+
+absl::Status KvServer::FollowMembers(const std::vector<MemberInfo>& before) {
+  const std::vector<MemberInfo> now = membership_->Members();
   auto find = [](const std::vector<MemberInfo>& list, uint64_t id) -> const MemberInfo* {
     for (const MemberInfo& m : list) {
       if (m.id == id) return &m;
     }
     return nullptr;
   };
-  if (find(members, member_id_) == nullptr) {
+  if (find(now, member_id_) == nullptr && find(before, member_id_) != nullptr) {
     absl::MutexLock l(&removed_mu_);
     removed_at_ = absl::Now();
   }
   if (transport_ == nullptr) return absl::OkStatus();
   for (const MemberInfo& old : before) {
-    const MemberInfo* now = find(members, old.id);
-    if (now == nullptr || now->peer_urls != old.peer_urls) transport_->RemovePeer(old.id);
+    const MemberInfo* m = find(now, old.id);
+    if (m == nullptr || m->peer_urls != old.peer_urls) transport_->RemovePeer(old.id);
   }
-  for (const MemberInfo& m : members) {
+  absl::Status out;
+  for (const MemberInfo& m : now) {
     const MemberInfo* old = find(before, m.id);
     if (m.id == member_id_ || m.peer_urls.empty() || (old && old->peer_urls == m.peer_urls)) {
       continue;
     }
     absl::StatusOr<std::string> address = UrlHostPort(m.peer_urls.front());
-    if (!address.ok()) return address.status();
-    transport_->AddPeer(m.id, *address);
+    if (address.ok()) {
+      transport_->AddPeer(m.id, *address);
+    } else {
+      out.Update(address.status());
+    }
   }
-  return absl::OkStatus();
+  return out;
 }
 
 absl::Status KvServer::ChangeMembers(kvstore::internal::MemberChange change, absl::Time deadline) {

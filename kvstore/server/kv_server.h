@@ -189,6 +189,10 @@ class KvServer : public ApplyListener {
   void OnMemberChange(const kvstore::internal::MemberChange& change) override;
   // Makes `members` (a received snapshot's) the member list, and the transport's peers.
   absl::Status AdoptMembers(std::vector<MemberInfo> members);
+  // After the member list changed from `before`: the transport drops members gone or
+  // moved and dials new addresses, and a member that is no longer listed notes its
+  // removal (Removed()). Errors are unusable peer URLs; the other peers are set up.
+  absl::Status FollowMembers(const std::vector<MemberInfo>& before);
 
   // Proposes a membership change (its request id is set here) and returns once this
   // member applied it: ADD, REMOVE and PROMOTE as a Raft configuration change, UPDATE as
