@@ -189,6 +189,20 @@ class Recorder:
             import traceback
             self.errors.append(f"client {client}: {e!r}\n{traceback.format_exc()}")
 
+    @staticmethod
+    def timed(op, outcome, call):
+        """Runs call() for `op`: records its call and return times and the header revision,
+        or on an RPC error the status outcome(error) and the error. The response, or None."""
+        op["call"] = time.monotonic_ns()
+        try:
+            resp = call()
+        except grpc.RpcError as e:
+            op.update(status=outcome(e), error=f"{e.code()}: {e.details()}")
+            return None
+        op["return"] = time.monotonic_ns()
+        op.update(status="ok", revision=resp.header.revision)
+        return resp
+
     def _loop(self, client):
         rng = random.Random(self.seed * 1000 + client)
         pb = self.stubs.rpc_pb2
@@ -207,43 +221,24 @@ class Recorder:
                 seq += 1
                 value = f"c{client}-{seq}"
                 op = {"client": client, "key": key, "member": m.name}
-                failed = False
                 if r < 0.4:
                     op.update(op="put", value=value)
-                    op["call"] = time.monotonic_ns()
-                    try:
-                        resp = kv.Put(pb.PutRequest(key=key.encode(), value=value.encode()),
-                                      timeout=self.op_timeout)
-                        op["return"] = time.monotonic_ns()
-                        op.update(status="ok", revision=resp.header.revision)
-                    except grpc.RpcError as e:
-                        op.update(status=write_outcome(e), error=f"{e.code()}: {e.details()}")
-                        failed = True
+                    resp = self.timed(op, write_outcome, lambda: kv.Put(
+                        pb.PutRequest(key=key.encode(), value=value.encode()),
+                        timeout=self.op_timeout))
                 elif r < 0.45:
                     op.update(op="delete")
-                    op["call"] = time.monotonic_ns()
-                    try:
-                        resp = kv.DeleteRange(pb.DeleteRangeRequest(key=key.encode()),
-                                              timeout=self.op_timeout)
-                        op["return"] = time.monotonic_ns()
-                        op.update(status="ok", revision=resp.header.revision)
+                    resp = self.timed(op, write_outcome, lambda: kv.DeleteRange(
+                        pb.DeleteRangeRequest(key=key.encode()), timeout=self.op_timeout))
+                    if resp is not None:
                         self.seen[key] = None
-                    except grpc.RpcError as e:
-                        op.update(status=write_outcome(e), error=f"{e.code()}: {e.details()}")
-                        failed = True
                 elif r < 0.7:
                     op.update(op="get")
-                    op["call"] = time.monotonic_ns()
-                    try:
-                        resp = kv.Range(pb.RangeRequest(key=key.encode()),
-                                        timeout=self.op_timeout)
-                        op["return"] = time.monotonic_ns()
-                        result = resp.kvs[0].value.decode() if resp.kvs else None
-                        op.update(status="ok", result=result, revision=resp.header.revision)
-                        self.seen[key] = result
-                    except grpc.RpcError as e:
-                        op.update(status="fail", error=f"{e.code()}: {e.details()}")
-                        failed = True
+                    resp = self.timed(op, lambda e: "fail", lambda: kv.Range(
+                        pb.RangeRequest(key=key.encode()), timeout=self.op_timeout))
+                    if resp is not None:
+                        op["result"] = resp.kvs[0].value.decode() if resp.kvs else None
+                        self.seen[key] = op["result"]
                 else:
                     expect = self.seen.get(key)
                     op.update(op="cas", expect=expect, value=value)
@@ -255,17 +250,13 @@ class Recorder:
                                          key=key.encode(), value=expect.encode())
                     req = pb.TxnRequest(compare=[cmp], success=[pb.RequestOp(
                         request_put=pb.PutRequest(key=key.encode(), value=value.encode()))])
-                    op["call"] = time.monotonic_ns()
-                    try:
-                        resp = kv.Txn(req, timeout=self.op_timeout)
-                        op["return"] = time.monotonic_ns()
-                        op.update(status="ok", result=bool(resp.succeeded),
-                                  revision=resp.header.revision)
+                    resp = self.timed(op, write_outcome,
+                                      lambda: kv.Txn(req, timeout=self.op_timeout))
+                    if resp is not None:
+                        op["result"] = bool(resp.succeeded)
                         if resp.succeeded:
                             self.seen[key] = value
-                    except grpc.RpcError as e:
-                        op.update(status=write_outcome(e), error=f"{e.code()}: {e.details()}")
-                        failed = True
+                failed = resp is None
                 with self.lock:
                     self.ops.append(op)
                 if failed:
