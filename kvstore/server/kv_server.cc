@@ -25,6 +25,13 @@ int64_t MinLeaseTtl(const KvServerOptions& o) {
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(seconds)));
 }
 
+const MemberInfo* FindMember(const std::vector<MemberInfo>& list, uint64_t id) {
+  for (const MemberInfo& m : list) {
+    if (m.id == id) return &m;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 class KvServer::PeerInbox final : public MessageSink {
@@ -188,6 +195,10 @@ absl::Status KvServer::Init() {
   d.snapshotter = snapshots_.get();
   d.snapshot_count = options_.snapshot_count;
   d.catchup_entries = options_.catchup_entries;
+  d.after_ready = [this] {
+    UpdateTransport();
+    SendAppliedReplies();
+  };
   absl::StatusOr<std::vector<std::string>> peer_listen = InitTransport();
   if (!peer_listen.ok()) return peer_listen.status();
   absl::StatusOr<std::unique_ptr<RaftDriver>> driver =
@@ -580,7 +591,7 @@ void KvServer::DeadlineLoop() {
 
 void KvServer::ReplyLoop() {
   for (;;) {
-    absl::AnyInvocable<void()> next;
+    Reply next;
     {
       absl::MutexLock l(&reply_mu_);
       reply_mu_.Await(absl::Condition(
@@ -694,7 +705,23 @@ std::vector<etcdserverpb::AlarmMember> KvServer::ActiveAlarms() const {
 }
 
 void KvServer::OnApplied(uint64_t proposer, uint64_t request_id, ApplyResult result) {
-  if (proposer == member_id_) Complete(request_id, std::move(result));
+  if (proposer != member_id_) return;
+  std::optional<Reply> reply = ReplyFor(request_id, std::move(result));
+  if (reply) applied_replies_.push_back(std::move(*reply));
+}
+
+void KvServer::SendAppliedReplies() {
+  // One reply (one client waiting, as a lone writer's) costs less to send right here than
+  // to hand to a reply thread; many would hold up the next Ready.
+  if (applied_replies_.size() > 1) {
+    absl::MutexLock l(&reply_mu_);
+    if (!reply_stopping_) {
+      for (Reply& r : applied_replies_) reply_queue_.push_back(std::move(r));
+      applied_replies_.clear();
+    }
+  }
+  for (Reply& r : applied_replies_) r();  // one alone, or the reply threads are gone
+  applied_replies_.clear();
 }
 
 void KvServer::OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) {
@@ -747,37 +774,37 @@ void KvServer::OnMemberChange(const kvstore::internal::MemberChange& c) {
   }
   spdlog::info("applied membership change {} of member {:x} ({})",
                MemberChange::Kind_Name(c.kind()), id, absl::StrJoin(urls, ","));
-  if (absl::Status f = FollowMembers(before); !f.ok()) {
-    spdlog::error("member {:x} has an unusable peer URL: {}", id, f.ToString());
-  }
+  FollowMembers(before);
 }
 
 absl::Status KvServer::AdoptMembers(std::vector<MemberInfo> members) {
   const std::vector<MemberInfo> before = membership_->Members();
   if (absl::Status s = membership_->Replace(std::move(members)); !s.ok()) return s;
-  return FollowMembers(before);
+  FollowMembers(before);
+  return absl::OkStatus();
 }
 
-absl::Status KvServer::FollowMembers(const std::vector<MemberInfo>& before) {
+void KvServer::FollowMembers(const std::vector<MemberInfo>& before) {
   const std::vector<MemberInfo> now = membership_->Members();
-  auto find = [](const std::vector<MemberInfo>& list, uint64_t id) -> const MemberInfo* {
-    for (const MemberInfo& m : list) {
-      if (m.id == id) return &m;
-    }
-    return nullptr;
-  };
-  if (find(now, member_id_) == nullptr && find(before, member_id_) != nullptr) {
+  if (FindMember(now, member_id_) == nullptr && FindMember(before, member_id_) != nullptr) {
     absl::MutexLock l(&removed_mu_);
     removed_at_ = absl::Now();
   }
-  if (transport_ == nullptr) return absl::OkStatus();
+  if (!transport_members_) transport_members_ = before;
+}
+
+void KvServer::UpdateTransport() {
+  if (!transport_members_) return;
+  const std::vector<MemberInfo> before = *std::move(transport_members_);
+  transport_members_.reset();
+  if (transport_ == nullptr) return;
+  const std::vector<MemberInfo> now = membership_->Members();
   for (const MemberInfo& old : before) {
-    const MemberInfo* m = find(now, old.id);
+    const MemberInfo* m = FindMember(now, old.id);
     if (m == nullptr || m->peer_urls != old.peer_urls) transport_->RemovePeer(old.id);
   }
-  absl::Status out;
   for (const MemberInfo& m : now) {
-    const MemberInfo* old = find(before, m.id);
+    const MemberInfo* old = FindMember(before, m.id);
     if (m.id == member_id_ || m.peer_urls.empty() || (old && old->peer_urls == m.peer_urls)) {
       continue;
     }
@@ -785,10 +812,9 @@ absl::Status KvServer::FollowMembers(const std::vector<MemberInfo>& before) {
     if (address.ok()) {
       transport_->AddPeer(m.id, *address);
     } else {
-      out.Update(address.status());
+      spdlog::error("member {:x} has an unusable peer URL: {}", m.id, address.status().ToString());
     }
   }
-  return out;
 }
 
 absl::Status KvServer::ChangeMembers(kvstore::internal::MemberChange change, absl::Time deadline) {
@@ -863,28 +889,32 @@ std::optional<KvServer::WriteDone> KvServer::TakeWaiter(uint64_t id) {
   return done;
 }
 
-void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {
+std::optional<KvServer::Reply> KvServer::ReplyFor(uint64_t id,
+                                                  absl::StatusOr<ApplyResult> result) {
   WriteDone done;
   {
     absl::MutexLock l(&mu_);
     std::optional<WriteDone> waiting = TakeWaiter(id);
-    if (!waiting) return;  // another member's request, or given up on
+    if (!waiting) return std::nullopt;  // another member's request, or given up on
     done = std::move(*waiting);
   }
   if (!result.ok()) metrics_.proposals_failed->Add();
-  // Answering a client (serializing, writing to its stream) is not the applying thread's
-  // work: a reply thread does it.
-  absl::AnyInvocable<void()> reply = [done = std::move(done), r = std::move(result)]() mutable {
-    done(std::move(r));
-  };
+  return Reply([done = std::move(done), r = std::move(result)]() mutable { done(std::move(r)); });
+}
+
+void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {
+  std::optional<Reply> reply = ReplyFor(id, std::move(result));
+  if (!reply) return;
+  // Answering a client (serializing, writing to its stream) is not the calling thread's
+  // work (the driver's, mostly): a reply thread does it.
   {
     absl::MutexLock l(&reply_mu_);
     if (!reply_stopping_) {
-      reply_queue_.push_back(std::move(reply));
+      reply_queue_.push_back(std::move(*reply));
       return;
     }
   }
-  reply();  // the reply threads are gone
+  (*reply)();  // the reply threads are gone
 }
 
 absl::Status KvServer::Health() const {

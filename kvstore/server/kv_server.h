@@ -189,10 +189,14 @@ class KvServer : public ApplyListener {
   void OnMemberChange(const kvstore::internal::MemberChange& change) override;
   // Makes `members` (a received snapshot's) the member list, and the transport's peers.
   absl::Status AdoptMembers(std::vector<MemberInfo> members);
-  // After the member list changed from `before`: the transport drops members gone or
-  // moved and dials new addresses, and a member that is no longer listed notes its
-  // removal (Removed()). Errors are unusable peer URLs; the other peers are set up.
-  absl::Status FollowMembers(const std::vector<MemberInfo>& before);
+  // After the member list changed from `before` (driver thread): a member that is no
+  // longer listed notes its removal (Removed()), and the transport follows the list once
+  // the Ready is worked off (UpdateTransport), so that the Ready's messages still reach a
+  // member removed or moved by it (its only news of the change).
+  void FollowMembers(const std::vector<MemberInfo>& before);
+  // After each Ready (driver thread): the transport drops members gone or moved since
+  // the first FollowMembers of the Ready and dials new addresses.
+  void UpdateTransport();
 
   // Proposes a membership change (its request id is set here) and returns once this
   // member applied it: ADD, REMOVE and PROMOTE as a Raft configuration change, UPDATE as
@@ -235,8 +239,13 @@ class KvServer : public ApplyListener {
   absl::StatusOr<std::vector<std::string>> InitTransport();
   // Proposes this member's attributes until they are applied (then ready_), or Stop().
   void PublishLoop();
-  // Completes the waiter for `id`, if any, with `result`.
+  using Reply = absl::AnyInvocable<void()>;
+  // Takes the waiter for `id`, if any, and returns its completion with `result`.
+  std::optional<Reply> ReplyFor(uint64_t id, absl::StatusOr<ApplyResult> result);
+  // Completes the waiter for `id`, if any, with `result`, on a reply thread.
   void Complete(uint64_t id, absl::StatusOr<ApplyResult> result);
+  // After each Ready (driver thread): sends the replies to what it applied.
+  void SendAppliedReplies();
   // Fails waiters whose deadline passed, until Stop().
   void DeadlineLoop();
   // Runs completions, until Stop() and the queue is empty.
@@ -291,7 +300,12 @@ class KvServer : public ApplyListener {
 
   // Completions of writes and read barriers, run off the driver's thread.
   absl::Mutex reply_mu_;
-  std::deque<absl::AnyInvocable<void()>> reply_queue_ ABSL_GUARDED_BY(reply_mu_);
+  std::deque<Reply> reply_queue_ ABSL_GUARDED_BY(reply_mu_);
+  // Replies to the requests this member proposed, applied in the Ready being worked off
+  // (driver thread only).
+  std::vector<Reply> applied_replies_;
+  // The member list as the transport knows it, while a Ready changes it (driver thread).
+  std::optional<std::vector<MemberInfo>> transport_members_;
   bool reply_stopping_ ABSL_GUARDED_BY(reply_mu_) = false;
   std::vector<std::thread> reply_threads_;
 

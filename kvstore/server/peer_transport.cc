@@ -33,7 +33,14 @@ std::shared_ptr<grpc::Channel> Dial(const std::string& address,
 
 }  // namespace
 
-// One peer: its queue, and the thread that streams the queue to it.
+// One peer: its queue, the stream that carries the queue to it, and the thread that
+// streams snapshots to it.
+//
+// The stream is a gRPC callback stream, so that no thread waits on it: whoever queues a
+// message while no write is in flight (normally the Raft driver) starts the write itself,
+// and each finished write starts the next with whatever queued meanwhile. Exactly one
+// party at a time owns the right to write (writing_); it alone starts writes, and it
+// alone gives the stream up when a write fails or the peer is stopping.
 class PeerTransport::Peer {
  public:
   Peer(uint64_t id, const std::string& address, const Options& options, MessageSink* sink)
@@ -42,22 +49,38 @@ class PeerTransport::Peer {
         options_(options),
         sink_(sink),
         stub_(kvstore::raftpb::RaftPeer::NewStub(Dial(address, options))) {
-    thread_ = std::thread([this] { Run(); });
     snapshot_thread_ = std::thread([this] { RunSnapshots(); });
   }
 
   ~Peer() {
+    Stream* idle = nullptr;    // the current stream, if this claimed it to give it up
+    Stream* writing = nullptr;  // the current stream, with a write in flight
     {
       absl::MutexLock l(&mu_);
       stopping_ = true;
-      if (ctx_ != nullptr) ctx_->TryCancel();  // unblocks a Write stuck on a dead peer
+      queue_.clear();
       if (snapshot_ctx_ != nullptr) snapshot_ctx_->TryCancel();
+      if (stream_ != nullptr && !writing_) {
+        writing_ = true;
+        idle = std::exchange(stream_, nullptr);
+      } else {
+        writing = stream_;  // its writer gives it up once the write ends
+      }
     }
-    thread_.join();
+    // Outside the lock: gRPC may run the stream's reactions on this thread. Streams are
+    // deleted only here, after they are done, so the pointers are still good.
+    if (writing != nullptr) writing->context.TryCancel();  // unblocks a write to a dead peer
+    if (idle != nullptr) {
+      idle->context.TryCancel();
+      idle->RemoveHold();
+    }
     snapshot_thread_.join();
     std::optional<PendingSnapshot> left;
     {
       absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Peer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return p->streams_live_ == 0; },
+          this));
       left.swap(snapshot_);
     }
     if (left) DropSnapshot(std::move(*left));
@@ -83,29 +106,141 @@ class PeerTransport::Peer {
     return at != 0 && absl::GetCurrentTimeNanos() - at <= absl::ToInt64Nanoseconds(within);
   }
 
-  void Enqueue(raft::Message m) {
-    bool overflow = false;
+  // Queues `messages` and, unless a write is in flight, writes them now.
+  void Enqueue(std::vector<raft::Message> messages) {
+    std::vector<raft::Message> overflow;
+    Stream* fresh = nullptr;
+    Stream* s = nullptr;
     {
       absl::MutexLock l(&mu_);
       if (stopping_) return;
-      if (queue_.size() >= options_.max_queued) {
-        overflow = true;
-      } else {
-        queue_.push_back(std::move(m));
+      for (raft::Message& m : messages) {
+        if (queue_.size() >= options_.max_queued) {
+          overflow.push_back(std::move(m));
+        } else {
+          queue_.push_back(std::move(m));
+        }
+      }
+      if (!writing_ && !queue_.empty()) {
+        if (stream_ == nullptr && absl::Now() >= retry_at_) stream_ = fresh = NewStream();
+        if (stream_ != nullptr) {
+          writing_ = true;
+          s = stream_;
+          TakeBatch(s);
+        }
       }
     }
-    if (overflow) Dropped({m});
+    if (fresh != nullptr) fresh->StartCall();
+    if (s != nullptr) s->Write();
+    if (!overflow.empty()) Dropped(overflow);
   }
 
  private:
+  // One RaftPeer.Send call. The peer holds it open (a hold) until it gives it up.
+  class Stream final : public grpc::ClientWriteReactor<kvstore::raftpb::MessageBatch> {
+   public:
+    explicit Stream(Peer* peer) : peer_(peer) {}
+    // Writes `batch` (the writer's, filled by TakeBatch).
+    void Write() { StartWrite(&batch); }
+    void OnWriteDone(bool ok) override { peer_->WriteDone(this, ok); }
+    void OnDone(const grpc::Status& s) override { peer_->StreamDone(this, s); }
+
+    grpc::ClientContext context;
+    kvstore::raftpb::SendResponse response;
+    // The batch being written, and how many snapshot messages it holds (the writer's).
+    kvstore::raftpb::MessageBatch batch;
+    std::vector<raft::Message> sent;
+    bool done = false;  // OnDone ran (under the peer's mu_)
+
+   private:
+    Peer* const peer_;
+  };
+
   struct PendingSnapshot {
     raft::Message message;
     std::string dir;
   };
 
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); }
   bool HasSnapshot() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stopping_ || snapshot_.has_value();
+  }
+
+  Stream* NewStream() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // Streams that ended are deleted here and in the destructor: never by themselves,
+    // so that a pointer to one stays good while anyone may still use it.
+    streams_.erase(std::remove_if(streams_.begin(), streams_.end(),
+                                  [](const std::unique_ptr<Stream>& s) { return s->done; }),
+                   streams_.end());
+    Stream* s = streams_.emplace_back(std::make_unique<Stream>(this)).get();
+    ++streams_live_;
+    stub_->async()->Send(&s->context, &s->response, s);
+    s->AddHold();
+    return s;
+  }
+
+  // Moves up to max_batch_bytes of the queue into the writer's batch.
+  void TakeBatch(Stream* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    s->sent.clear();
+    s->batch.Clear();
+    s->batch.set_cluster_id(options_.cluster_id);
+    size_t bytes = 0;
+    while (!queue_.empty() && (s->sent.empty() || bytes < options_.max_batch_bytes)) {
+      bytes += queue_.front().snapshot.data.size() + 64;
+      for (const raft::Entry& e : queue_.front().entries) bytes += e.data.size() + 24;
+      s->sent.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    for (const raft::Message& m : s->sent) ToProto(m, s->batch.add_messages());
+  }
+
+  void WriteDone(Stream* s, bool ok) {
+    std::vector<raft::Message> sent = std::move(s->sent);
+    s->sent.clear();
+    bool give_up = false;
+    bool next = false;
+    {
+      absl::MutexLock l(&mu_);
+      if (ok) {
+        last_written_ns_.store(absl::GetCurrentTimeNanos(), std::memory_order_relaxed);
+        if (logged_down_) {
+          spdlog::info("peer {:x} at {} reachable again", id_, address_);
+          logged_down_ = false;
+        }
+      } else {
+        // The stream broke (peer down, restarting, or refusing us): a new one, later.
+        last_written_ns_.store(0, std::memory_order_relaxed);
+        retry_at_ = absl::Now() + options_.retry;
+      }
+      if (!ok || stopping_) {
+        give_up = true;
+        writing_ = false;
+        stream_ = nullptr;
+      } else if (queue_.empty()) {
+        writing_ = false;
+      } else {
+        next = true;
+        TakeBatch(s);
+      }
+    }
+    if (next) s->Write();
+    if (give_up) s->RemoveHold();
+    if (ok) {
+      for (const raft::Message& m : sent) {
+        if (m.type == raft::MessageType::kSnap) sink_->ReportSnapshot(id_, true);
+      }
+    } else {
+      Dropped(sent);
+    }
+  }
+
+  void StreamDone(Stream* s, const grpc::Status& st) {
+    absl::MutexLock l(&mu_);
+    if (!st.ok() && !stopping_ && !logged_down_) {
+      spdlog::warn("peer {:x} at {} unreachable: {}", id_, address_, st.error_message());
+      logged_down_ = true;
+    }
+    s->done = true;
+    --streams_live_;
   }
 
   void DropSnapshot(PendingSnapshot p) {
@@ -168,83 +303,28 @@ class PeerTransport::Peer {
     }
   }
 
-  void Run() {
-    std::unique_ptr<grpc::ClientWriter<kvstore::raftpb::MessageBatch>> writer;
-    kvstore::raftpb::SendResponse resp;
-    for (;;) {
-      std::vector<raft::Message> batch;
-      {
-        absl::MutexLock l(&mu_);
-        mu_.Await(absl::Condition(this, &Peer::HasWork));
-        if (stopping_) break;
-        size_t bytes = 0;
-        while (!queue_.empty() && (batch.empty() || bytes < options_.max_batch_bytes)) {
-          bytes += queue_.front().snapshot.data.size() + 64;
-          for (const raft::Entry& e : queue_.front().entries) bytes += e.data.size() + 24;
-          batch.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-        if (writer == nullptr) {
-          ctx_ = std::make_unique<grpc::ClientContext>();
-          writer = stub_->Send(ctx_.get(), &resp);
-        }
-      }
-      kvstore::raftpb::MessageBatch out;
-      out.set_cluster_id(options_.cluster_id);
-      for (const raft::Message& m : batch) ToProto(m, out.add_messages());
-      if (writer->Write(out)) {
-        last_written_ns_.store(absl::GetCurrentTimeNanos(), std::memory_order_relaxed);
-        if (logged_down_) {
-          spdlog::info("peer {:x} at {} reachable again", id_, address_);
-          logged_down_ = false;
-        }
-        for (const raft::Message& m : batch) {
-          if (m.type == raft::MessageType::kSnap) sink_->ReportSnapshot(id_, true);
-        }
-        continue;
-      }
-      // The stream broke (peer down, restarting, or refusing us): start a new one later.
-      last_written_ns_.store(0, std::memory_order_relaxed);
-      const grpc::Status st = writer->Finish();
-      {
-        absl::MutexLock l(&mu_);
-        writer.reset();
-        ctx_.reset();
-      }
-      if (!logged_down_) {
-        spdlog::warn("peer {:x} at {} unreachable: {}", id_, address_, st.error_message());
-        logged_down_ = true;
-      }
-      Dropped(batch);
-      absl::MutexLock l(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.retry);
-      if (stopping_) break;
-      continue;
-    }
-    absl::MutexLock l(&mu_);
-    if (writer != nullptr) {
-      ctx_->TryCancel();
-      writer.reset();
-    }
-    ctx_.reset();
-  }
-
   const uint64_t id_;
   const std::string address_;
   const Options& options_;
   MessageSink* const sink_;
   std::unique_ptr<kvstore::raftpb::RaftPeer::Stub> stub_;
-  bool logged_down_ = false;  // sender thread only
   // When a batch was last written to the peer (Unix ns); 0 once a write failed after it.
   std::atomic<int64_t> last_written_ns_{0};
 
   absl::Mutex mu_;
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::unique_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
+  // The stream in use (null: none yet, or the last one broke), and whether someone owns
+  // the right to write on it.
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // No new stream before this, after one broke.
+  absl::Time retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool logged_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::unique_ptr<Stream>> streams_ ABSL_GUARDED_BY(mu_);
+  int streams_live_ ABSL_GUARDED_BY(mu_) = 0;  // streams whose OnDone has not run
   std::optional<PendingSnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* snapshot_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::thread thread_;
   std::thread snapshot_thread_;
 };
 
@@ -259,13 +339,13 @@ PeerTransport::PeerTransport(const Options& options, MessageSink* sink)
 PeerTransport::~PeerTransport() { Stop(); }
 
 void PeerTransport::AddPeer(uint64_t id, const std::string& address) {
-  auto peer = std::make_unique<Peer>(id, address, options_, sink_);
+  auto peer = std::make_shared<Peer>(id, address, options_, sink_);
   absl::MutexLock l(&mu_);
   peers_[id] = std::move(peer);
 }
 
 void PeerTransport::RemovePeer(uint64_t id) {
-  std::unique_ptr<Peer> gone;
+  std::shared_ptr<Peer> gone;
   {
     absl::MutexLock l(&mu_);
     auto it = peers_.find(id);
@@ -273,11 +353,11 @@ void PeerTransport::RemovePeer(uint64_t id) {
     gone = std::move(it->second);
     peers_.erase(it);
   }
-  // Destroyed outside the lock: it joins its thread.
+  // Destroyed outside the lock (or by the last Send using it): it joins its thread.
 }
 
 void PeerTransport::Stop() {
-  std::map<uint64_t, std::unique_ptr<Peer>> all;
+  std::map<uint64_t, std::shared_ptr<Peer>> all;
   {
     absl::MutexLock l(&mu_);
     all.swap(peers_);
@@ -309,38 +389,63 @@ std::vector<uint64_t> PeerTransport::ReachablePeers(absl::Duration within) {
 }
 
 void PeerTransport::Send(std::vector<raft::Message> messages) {
-  absl::MutexLock l(&mu_);
-  for (raft::Message& m : messages) {
-    auto it = peers_.find(m.to);
-    if (it == peers_.end()) continue;  // not (or no longer) a peer we know
-    if (faults_ != nullptr && faults_->Blocked(m.to)) {
-      // A test's partition: lost on the way. The core must still hear a snapshot failed.
-      if (m.type == raft::MessageType::kSnap) sink_->ReportSnapshot(m.to, false);
-      continue;
+  // Grouped by peer, and handed over outside the lock: a peer may start writing at once.
+  std::map<uint64_t, std::pair<std::shared_ptr<Peer>, std::vector<raft::Message>>> by_peer;
+  {
+    absl::MutexLock l(&mu_);
+    for (raft::Message& m : messages) {
+      auto it = peers_.find(m.to);
+      if (it == peers_.end()) continue;  // not (or no longer) a peer we know
+      if (faults_ != nullptr && faults_->Blocked(m.to)) {
+        // A test's partition: lost on the way. The core must still hear a snapshot failed.
+        if (m.type == raft::MessageType::kSnap) sink_->ReportSnapshot(m.to, false);
+        continue;
+      }
+      auto& [peer, batch] = by_peer[m.to];
+      peer = it->second;
+      batch.push_back(std::move(m));
     }
-    it->second->Enqueue(std::move(m));
   }
+  for (auto& [id, to] : by_peer) to.first->Enqueue(std::move(to.second));
 }
 
-grpc::Status PeerTransport::Service::Send(grpc::ServerContext*,
-                                          grpc::ServerReader<kvstore::raftpb::MessageBatch>* reader,
-                                          kvstore::raftpb::SendResponse*) {
-  kvstore::raftpb::MessageBatch batch;
-  while (reader->Read(&batch)) {
-    if (batch.cluster_id() != cluster_id_) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "raft: message from a member of another cluster");
+// One RaftPeer.Send call from a peer: each batch read is checked and handed to the sink.
+class PeerTransport::Receiver final
+    : public grpc::ServerReadReactor<kvstore::raftpb::MessageBatch> {
+ public:
+  explicit Receiver(const Service* service) : service_(service) { StartRead(&batch_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status::OK);  // the peer closed the stream, or it broke
+    if (grpc::Status s = service_->Deliver(batch_); !s.ok()) return Finish(s);
+    StartRead(&batch_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  const Service* const service_;
+  kvstore::raftpb::MessageBatch batch_;
+};
+
+grpc::ServerReadReactor<kvstore::raftpb::MessageBatch>* PeerTransport::Service::Send(
+    grpc::CallbackServerContext*, kvstore::raftpb::SendResponse*) {
+  return new Receiver(this);
+}
+
+grpc::Status PeerTransport::Service::Deliver(const kvstore::raftpb::MessageBatch& batch) const {
+  if (batch.cluster_id() != cluster_id_) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "raft: message from a member of another cluster");
+  }
+  for (const kvstore::raftpb::Message& pm : batch.messages()) {
+    absl::StatusOr<raft::Message> m = FromProto(pm);
+    if (!m.ok()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(m.status().message()));
     }
-    for (const kvstore::raftpb::Message& pm : batch.messages()) {
-      absl::StatusOr<raft::Message> m = FromProto(pm);
-      if (!m.ok()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(m.status().message()));
-      }
-      if (faults_ != nullptr && faults_->Blocked(m->from)) continue;  // a test's partition
-      // A snapshot comes with its state, over SendSnapshot, or not at all.
-      if (m->type == raft::MessageType::kSnap) continue;
-      sink_->Step(std::move(*m));
-    }
+    if (faults_ != nullptr && faults_->Blocked(m->from)) continue;  // a test's partition
+    // A snapshot comes with its state, over SendSnapshot, or not at all.
+    if (m->type == raft::MessageType::kSnap) continue;
+    sink_->Step(std::move(*m));
   }
   return grpc::Status::OK;
 }

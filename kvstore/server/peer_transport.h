@@ -1,12 +1,14 @@
 // PeerTransport carries Raft messages between members over the RaftPeer gRPC service
 // (proto/raft/raft_peer.proto).
 //
-// Sending: Send() never blocks the Raft driver. Each peer has a queue and a sender thread
-// that keeps one long-lived client stream open and writes everything queued as one batch
-// per write, so that appends are pipelined without a round trip per message. A queue that
-// overflows, a stream that breaks, or a peer that cannot be dialed drops messages (Raft
-// retransmits) and reports the peer unreachable; a snapshot message reports whether it
-// was written (ReportSnapshot), as the core expects.
+// Sending: Send() never blocks the Raft driver. Each peer has a queue and one long-lived
+// client stream (gRPC's callback API). A message queued while no write is in flight is
+// written at once by the caller's thread; whatever queues during a write goes out as one
+// batch when it ends, so that appends are pipelined without a round trip per message and
+// without a thread hand-off. A queue that overflows, a stream that breaks, or a peer that
+// cannot be dialed drops messages (Raft retransmits) and reports the peer unreachable; a
+// new stream is tried on the next Send after Options::retry. A snapshot message reports
+// whether it was written (ReportSnapshot), as the core expects.
 //
 // Snapshots: SendSnapshot() streams a MsgSnap with the state machine checkpoint over the
 // SendSnapshot RPC (snapshot_stream.h), on a thread of the peer's own, at most one at a
@@ -18,7 +20,8 @@
 // MsgSnap goes to the sink.
 //
 // Threads: every public method may be called from any thread. Sink calls come from the
-// sender threads and gRPC's threads. The sink must outlive the transport.
+// callers of Send, the snapshot threads and gRPC's threads. The sink must outlive the
+// transport.
 #ifndef KVSTORE_SERVER_PEER_TRANSPORT_H_
 #define KVSTORE_SERVER_PEER_TRANSPORT_H_
 
@@ -81,20 +84,26 @@ class PeerTransport : public Transport {
 
  private:
   class Peer;
+  class Receiver;
 
-  class Service final : public kvstore::raftpb::RaftPeer::Service {
+  // Send is served with gRPC's callback API (no thread per peer stream), SendSnapshot
+  // synchronously (rare, long, and writing files).
+  class Service final
+      : public kvstore::raftpb::RaftPeer::WithCallbackMethod_Send<kvstore::raftpb::RaftPeer::Service> {
    public:
     Service(uint64_t cluster_id, std::string snapshot_dir, MessageSink* sink, PeerFaults* faults)
         : cluster_id_(cluster_id),
           snapshot_dir_(std::move(snapshot_dir)),
           sink_(sink),
           faults_(faults) {}
-    grpc::Status Send(grpc::ServerContext* ctx,
-                      grpc::ServerReader<kvstore::raftpb::MessageBatch>* r,
-                      kvstore::raftpb::SendResponse* resp) override;
+    grpc::ServerReadReactor<kvstore::raftpb::MessageBatch>* Send(
+        grpc::CallbackServerContext* ctx, kvstore::raftpb::SendResponse* resp) override;
     grpc::Status SendSnapshot(grpc::ServerContext* ctx,
                               grpc::ServerReader<kvstore::raftpb::SnapshotChunk>* r,
                               kvstore::raftpb::SnapshotResponse* resp) override;
+
+    // Checks one batch from a peer and hands its messages to the sink.
+    grpc::Status Deliver(const kvstore::raftpb::MessageBatch& batch) const;
 
    private:
     const uint64_t cluster_id_;
@@ -109,7 +118,7 @@ class PeerTransport : public Transport {
   const std::unique_ptr<PeerFaults> faults_;  // null unless testing
   Service service_;
   absl::Mutex mu_;
-  std::map<uint64_t, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::shared_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvstore::server

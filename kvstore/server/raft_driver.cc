@@ -238,13 +238,17 @@ void RaftDriver::RunOnce() {
     // a restart handles (entries it holds are skipped); the other order would leave a log
     // that starts after what the state machine holds.
     if (!rd.snapshot.IsEmpty()) InstallSnapshot(rd.snapshot);
-    // A leader sends before it saves: the followers write these entries while it writes its
-    // own (Raft thesis 10.2.1). Safe because the core counts the leader's copy toward a
+    // A leader sends new entries before it saves: the followers write them while it writes
+    // its own (Raft thesis 10.2.1). Safe because the core counts the leader's copy toward a
     // quorum only once Advance() reports it persisted, and a leader's messages never
-    // acknowledge anything of its own log. Anyone else must save first: its answers
+    // acknowledge anything of its own log. A leader's Ready without new entries (commit
+    // news, heartbeats) is sent after its entries are applied instead: the clients waiting
+    // for those come first (a state machine that changes the transport while applying
+    // must wait for after_ready). Anyone else must save before sending: its answers
     // (votes, appends acknowledged) promise what is on its disk.
     const bool leading = node_->raft().role() == raft::Role::kLeader;
-    if (leading) SendMessages(std::move(rd.messages));
+    const bool send_first = leading && !rd.entries.empty();
+    if (send_first) SendMessages(std::move(rd.messages));
     const absl::Time save_start = clock_->Now();
     if (absl::Status s = log_->Save(rd); !s.ok()) {
       // What reached the disk is unknown; carrying on could acknowledge a lost write.
@@ -277,9 +281,11 @@ void RaftDriver::RunOnce() {
       applied_.store(std::max(already, rd.committed_entries.back().index),
                      std::memory_order_release);
     }
+    if (leading && !send_first) SendMessages(std::move(rd.messages));
     HandleReadStates(rd.read_states);
     node_->Advance();
     ResolveReads();
+    if (options_.after_ready) options_.after_ready();
   }
   if (changed) {
     MaybeSnapshot();

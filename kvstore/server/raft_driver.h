@@ -3,7 +3,9 @@
 // The driver thread ticks the node on a clock, hands it proposals, peer messages and read
 // requests that other threads queued, and works off each Ready in the order the Ready
 // contract demands: persist (one RaftLogStore::Save, synced when the Ready says so), then
-// send messages, then apply committed entries through the StateMachine, then Advance.
+// send messages, then apply committed entries through the StateMachine, then Advance. A
+// leader may send sooner and later than that (see RunOnce): its new entries before it
+// persists them, and a Ready without new entries after applying.
 // Proposals that queue up while one Ready is being persisted go into the next Ready
 // together, so that many client writes share one fsync (group commit). Linearizable read
 // requests that queue up likewise share one ReadIndex round.
@@ -26,6 +28,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -141,6 +144,10 @@ class RaftDriver : public MessageSink {
     // a follower that is only a little behind gets entries, not a snapshot.
     uint64_t snapshot_count = 100000;
     uint64_t catchup_entries = 5000;
+    // Called on the driver thread after each Ready is worked off (its entries applied,
+    // its messages sent): a place to hand out at once what applying them produced, and
+    // to change the transport. May be empty.
+    std::function<void()> after_ready;
   };
 
   // REQUIRES: `log` holds a bootstrapped or restarted member's state.
