@@ -78,6 +78,13 @@ class Node {
   // The transport could not reach `id`; a snapshot to `id` finished or failed.
   void ReportUnreachable(uint64_t id) { raft_.ReportUnreachable(id); }
   void ReportSnapshot(uint64_t id, bool ok) { raft_.ReportSnapshot(id, ok); }
+  // The transport saw `id` go away for good (its connection closed: a process that dies
+  // has its sockets closed by the kernel). If `id` leads this follower, the leader lease
+  // ends now: the member grants other campaigns at once, and campaigns itself once the
+  // random part of its election timeout has passed, not a whole timeout more. A leader
+  // that is in fact alive is heard again with its next heartbeat, and the other voters,
+  // still hearing it, refuse the campaign.
+  void ReportPeerDown(uint64_t id) { raft_.ReportPeerDown(id); }
 
   bool HasReady() const;
   // REQUIRES: HasReady(). Returns an empty Ready if the previous one was not advanced.

@@ -115,6 +115,12 @@ void Raft::Tick() {
   }
 }
 
+void Raft::ReportPeerDown(uint64_t id) {
+  if (role_ != Role::kFollower || id == kNone || id != lead_) return;
+  // Past the lease (election_timeout_), short of the randomized timeout by its random part.
+  election_elapsed_ = std::max(election_elapsed_, election_timeout_);
+}
+
 void Raft::Campaign() {
   if (role_ == Role::kLeader) return;
   CampaignAs(pre_vote_ ? CampaignType::kPreElection : CampaignType::kElection);

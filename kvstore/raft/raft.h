@@ -39,6 +39,8 @@ class Raft {
   void TransferLeadership(uint64_t to);
   void ReportUnreachable(uint64_t id);
   void ReportSnapshot(uint64_t id, bool ok);
+  // See Node::ReportPeerDown.
+  void ReportPeerDown(uint64_t id);
 
   // Called by Node when the application has persisted entries up to (index, term).
   void OnPersisted(uint64_t index, uint64_t term);

@@ -152,5 +152,66 @@ TEST(ElectionTest, CheckQuorumFollowersIgnoreCampaignsWhileLeaderIsAlive) {
   EXPECT_EQ(net.node(2).Status().hard_state.term, term);
 }
 
+// Ticks every member but `down` and delivers, until someone other than `down` leads;
+// returns the ticks it took (or `limit`).
+int TicksToNewLeader(ScriptedNetwork& net, uint64_t down, int limit) {
+  for (int ticks = 1; ticks <= limit; ++ticks) {
+    for (uint64_t id : net.ids()) {
+      if (id != down) net.Tick(id);
+    }
+    net.Stabilize();
+    for (uint64_t id : net.ids()) {
+      if (id != down && net.host(id).IsLeader()) return ticks;
+    }
+  }
+  return limit;
+}
+
+TEST(ElectionTest, LeaderReportedDownIsReplacedSooner) {
+  int within_one_timeout = 0;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    int ticks[2];
+    for (bool report : {false, true}) {
+      Config c = TestConfig();
+      c.seed = seed;
+      ScriptedNetwork net(3, c);
+      ASSERT_TRUE(net.Elect(1));
+      net.Isolate(1);
+      if (report) {
+        net.node(2).ReportPeerDown(1);
+        net.node(3).ReportPeerDown(1);
+      }
+      ticks[report] = TicksToNewLeader(net, 1, 60);
+    }
+    // Without the report the first campaign waits out [10, 20) ticks; with it, only the
+    // random part, [0, 10) and the tick that notices (more when the two campaign at once
+    // and split the vote).
+    EXPECT_GE(ticks[false], 10) << "seed " << seed;
+    EXPECT_LT(ticks[true], ticks[false]) << "seed " << seed;
+    if (ticks[true] <= 10) ++within_one_timeout;
+  }
+  EXPECT_GE(within_one_timeout, 15);
+}
+
+TEST(ElectionTest, PeerDownReportAboutANonLeaderOrALiveLeaderChangesNothing) {
+  ScriptedNetwork net(3);
+  ASSERT_TRUE(net.Elect(1));
+  const uint64_t term = net.node(1).Status().hard_state.term;
+  // A report about a member that does not lead is ignored: 3 keeps its lease and refuses
+  // 2's campaign while 1 is heard.
+  net.node(3).ReportPeerDown(2);
+  net.node(2).ReportPeerDown(1);  // 2 alone thinks 1 is gone
+  net.TickAll(1);
+  net.Stabilize();
+  net.node(2).Campaign();
+  net.Stabilize();
+  EXPECT_TRUE(net.host(1).IsLeader());
+  EXPECT_EQ(net.node(1).Status().hard_state.term, term);
+  // 2 hears 1's heartbeats again and follows it.
+  net.TickAll(1);
+  net.Stabilize();
+  EXPECT_EQ(net.host(2).leader(), 1u);
+}
+
 }  // namespace
 }  // namespace raft

@@ -46,6 +46,7 @@ class KvServer::PeerInbox final : public MessageSink {
   }
   void ReportUnreachable(uint64_t id) override { server_->driver_->ReportUnreachable(id); }
   void ReportSnapshot(uint64_t id, bool ok) override { server_->driver_->ReportSnapshot(id, ok); }
+  void ReportPeerDown(uint64_t id) override { server_->driver_->ReportPeerDown(id); }
 
  private:
   KvServer* const server_;

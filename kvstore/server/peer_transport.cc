@@ -416,8 +416,14 @@ class PeerTransport::Receiver final
   explicit Receiver(const Service* service) : service_(service) { StartRead(&batch_); }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return Finish(grpc::Status::OK);  // the peer closed the stream, or it broke
+    if (!ok) {
+      // The peer closed the stream, or it broke: when its process dies, the kernel closes
+      // its sockets, and this is the first sign of it.
+      if (from_ != raft::kNone) service_->PeerDown(from_);
+      return Finish(grpc::Status::OK);
+    }
     if (grpc::Status s = service_->Deliver(batch_); !s.ok()) return Finish(s);
+    if (batch_.messages_size() > 0) from_ = batch_.messages(0).from();
     StartRead(&batch_);
   }
   void OnDone() override { delete this; }
@@ -425,11 +431,17 @@ class PeerTransport::Receiver final
  private:
   const Service* const service_;
   kvstore::raftpb::MessageBatch batch_;
+  uint64_t from_ = raft::kNone;  // who writes to this stream, once known
 };
 
 grpc::ServerReadReactor<kvstore::raftpb::MessageBatch>* PeerTransport::Service::Send(
     grpc::CallbackServerContext*, kvstore::raftpb::SendResponse*) {
   return new Receiver(this);
+}
+
+void PeerTransport::Service::PeerDown(uint64_t id) const {
+  if (faults_ != nullptr && faults_->Blocked(id)) return;  // a test's partition
+  sink_->ReportPeerDown(id);
 }
 
 grpc::Status PeerTransport::Service::Deliver(const kvstore::raftpb::MessageBatch& batch) const {

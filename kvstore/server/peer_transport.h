@@ -15,7 +15,8 @@
 // time (a newer one replaces one not yet started), and reports the outcome.
 //
 // Receiving: service() is the gRPC service peers stream to; each message is checked (the
-// sender's cluster id, well-formed types) and handed to the sink. A snapshot stream is
+// sender's cluster id, well-formed types) and handed to the sink, and a stream that
+// closes is reported (ReportPeerDown). A snapshot stream is
 // checked and written under Options::snapshot_dir (at ReceivedSnapshotPath) before its
 // MsgSnap goes to the sink.
 //
@@ -104,6 +105,8 @@ class PeerTransport : public Transport {
 
     // Checks one batch from a peer and hands its messages to the sink.
     grpc::Status Deliver(const kvstore::raftpb::MessageBatch& batch) const;
+    // The stream peer `id` wrote to closed.
+    void PeerDown(uint64_t id) const;
 
    private:
     const uint64_t cluster_id_;

@@ -1,6 +1,7 @@
-// Two transports on loopback: messages arrive in order and intact, a peer that is down is
-// reported unreachable (and a snapshot to it as failed, and it is not among the reachable
-// peers), and a member of another cluster is refused.
+// Two transports on loopback: messages arrive in order and intact, a stream that closes
+// reports its sender down, a peer that is down is reported unreachable (and a snapshot to
+// it as failed, and it is not among the reachable peers), and a member of another cluster
+// is refused.
 #include "kvstore/server/peer_transport.h"
 
 #include <gtest/gtest.h>
@@ -25,6 +26,10 @@ class RecordingSink : public MessageSink {
     absl::MutexLock l(&mu_);
     snapshots_.emplace_back(id, ok);
   }
+  void ReportPeerDown(uint64_t id) override {
+    absl::MutexLock l(&mu_);
+    down_.push_back(id);
+  }
   // Waits up to `timeout` for `pred` to hold over the recorded state.
   bool Await(const std::function<bool(const RecordingSink&)>& pred,
              absl::Duration timeout = absl::Seconds(10)) {
@@ -41,6 +46,7 @@ class RecordingSink : public MessageSink {
   std::vector<raft::Message> steps_;
   std::vector<uint64_t> unreachable_;
   std::vector<std::pair<uint64_t, bool>> snapshots_;
+  std::vector<uint64_t> down_;
 
  private:
   absl::Mutex mu_;
@@ -93,6 +99,19 @@ TEST(PeerTransportTest, MessagesArriveInOrderAndIntact) {
   // Reachable means recently: a peer not written to for a while is not vouched for.
   absl::SleepFor(absl::Milliseconds(20));
   EXPECT_TRUE(m1.transport.ReachablePeers(absl::Milliseconds(10)).empty());
+}
+
+TEST(PeerTransportTest, StreamThatClosesReportsItsSenderDown) {
+  RecordingSink sink1, sink2;
+  auto m1 = std::make_unique<Member>(7, &sink1);
+  Member m2(7, &sink2);
+  m1->transport.AddPeer(2, m2.address());
+  m1->transport.Send({App(1)});
+  ASSERT_TRUE(sink2.Await([](const RecordingSink& s) { return s.steps_.size() == 1; }));
+  EXPECT_TRUE(sink2.down_.empty());
+  m1.reset();  // its stream to m2 closes, as a process's sockets do when it dies
+  ASSERT_TRUE(sink2.Await([](const RecordingSink& s) { return !s.down_.empty(); }));
+  EXPECT_EQ(sink2.down_, std::vector<uint64_t>{1});
 }
 
 TEST(PeerTransportTest, PeerThatIsDownIsReportedAndSnapshotFails) {

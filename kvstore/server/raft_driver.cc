@@ -117,6 +117,11 @@ void RaftDriver::ReportUnreachable(uint64_t id) {
   if (!stopping_) unreachable_.push_back(id);
 }
 
+void RaftDriver::ReportPeerDown(uint64_t id) {
+  absl::MutexLock l(&mu_);
+  if (!stopping_) peers_down_.push_back(id);
+}
+
 void RaftDriver::ReportSnapshot(uint64_t id, bool ok) {
   absl::MutexLock l(&mu_);
   if (!stopping_) snapshot_reports_.emplace_back(id, ok);
@@ -135,6 +140,7 @@ DriverStatus RaftDriver::Status() const {
 bool RaftDriver::HasWork() const {
   return stopping_ || !proposals_.empty() || !conf_changes_.empty() || !inbox_.empty() ||
          !new_reads_.empty() || transfer_to_ != raft::kNone || !unreachable_.empty() ||
+         !peers_down_.empty() ||
          !snapshot_reports_.empty();
 }
 
@@ -159,6 +165,7 @@ void RaftDriver::RunOnce() {
   std::vector<Done> new_reads;
   uint64_t transfer_to;
   std::vector<uint64_t> unreachable;
+  std::vector<uint64_t> peers_down;
   std::vector<std::pair<uint64_t, bool>> snapshot_reports;
   {
     absl::MutexLock l(&mu_);
@@ -168,6 +175,7 @@ void RaftDriver::RunOnce() {
     new_reads.swap(new_reads_);
     transfer_to = std::exchange(transfer_to_, raft::kNone);
     unreachable.swap(unreachable_);
+    peers_down.swap(peers_down_);
     snapshot_reports.swap(snapshot_reports_);
   }
 
@@ -176,6 +184,7 @@ void RaftDriver::RunOnce() {
     node_->Step(m).IgnoreError();  // stale messages are normal
   }
   for (uint64_t id : unreachable) node_->ReportUnreachable(id);
+  for (uint64_t id : peers_down) node_->ReportPeerDown(id);
   for (auto [id, ok] : snapshot_reports) {
     if (ok && options_.metrics != nullptr) options_.metrics->snapshots_sent->Add();
     node_->ReportSnapshot(id, ok);

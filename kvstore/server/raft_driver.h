@@ -100,6 +100,8 @@ class MessageSink {
   virtual void Step(raft::Message m) = 0;
   virtual void ReportUnreachable(uint64_t id) = 0;
   virtual void ReportSnapshot(uint64_t id, bool ok) = 0;
+  // The stream peer `id` wrote to this member closed (see raft::Node::ReportPeerDown).
+  virtual void ReportPeerDown(uint64_t id) = 0;
 };
 
 // "etcdserver: no leader": nothing can be committed or confirmed right now.
@@ -172,10 +174,11 @@ class RaftDriver : public MessageSink {
   // (a linearizable read may then read the state machine), or an error.
   void ReadBarrier(Done done);
   // MessageSink: a message from a peer; a peer that could not be reached; how sending a
-  // snapshot to a peer ended.
+  // snapshot to a peer ended; a peer whose stream to this member closed.
   void Step(raft::Message m) override;
   void ReportUnreachable(uint64_t id) override;
   void ReportSnapshot(uint64_t id, bool ok) override;
+  void ReportPeerDown(uint64_t id) override;
   void TransferLeadership(uint64_t to);
 
   DriverStatus Status() const;
@@ -238,6 +241,7 @@ class RaftDriver : public MessageSink {
   std::vector<Done> new_reads_ ABSL_GUARDED_BY(mu_);
   uint64_t transfer_to_ ABSL_GUARDED_BY(mu_) = raft::kNone;
   std::vector<uint64_t> unreachable_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> peers_down_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<uint64_t, bool>> snapshot_reports_ ABSL_GUARDED_BY(mu_);
   DriverStatus status_ ABSL_GUARDED_BY(mu_);
 
