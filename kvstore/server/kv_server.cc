@@ -890,8 +890,7 @@ std::optional<KvServer::WriteDone> KvServer::TakeWaiter(uint64_t id) {
   return done;
 }
 
-std::optional<KvServer::Reply> KvServer::ReplyFor(uint64_t id,
-                                                  absl::StatusOr<ApplyResult> result) {
+std::optional<KvServer::Reply> KvServer::ReplyFor(uint64_t id, absl::StatusOr<ApplyResult> result) {
   WriteDone done;
   {
     absl::MutexLock l(&mu_);

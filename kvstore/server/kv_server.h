@@ -187,7 +187,8 @@ class KvServer : public ApplyListener {
   void OnAlarms(const std::vector<mvcc::AlarmRecord>& alarms) override;
   void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) override;
   void OnMemberChange(const kvstore::internal::MemberChange& change) override;
-  // Makes `members` (a received snapshot's) the member list, and the transport's peers.
+  // Makes `members` (a received snapshot's) the member list, and after the Ready the
+  // transport's peers.
   absl::Status AdoptMembers(std::vector<MemberInfo> members);
   // After the member list changed from `before` (driver thread): a member that is no
   // longer listed notes its removal (Removed()), and the transport follows the list once
@@ -301,13 +302,13 @@ class KvServer : public ApplyListener {
   // Completions of writes and read barriers, run off the driver's thread.
   absl::Mutex reply_mu_;
   std::deque<Reply> reply_queue_ ABSL_GUARDED_BY(reply_mu_);
-  // Replies to the requests this member proposed, applied in the Ready being worked off
-  // (driver thread only).
-  std::vector<Reply> applied_replies_;
-  // The member list as the transport knows it, while a Ready changes it (driver thread).
-  std::optional<std::vector<MemberInfo>> transport_members_;
   bool reply_stopping_ ABSL_GUARDED_BY(reply_mu_) = false;
   std::vector<std::thread> reply_threads_;
+
+  // Driver thread only: replies to the requests this member proposed, applied in the Ready
+  // being worked off; the member list as the transport knows it, while a Ready changes it.
+  std::vector<Reply> applied_replies_;
+  std::optional<std::vector<MemberInfo>> transport_members_;
 
   absl::Mutex compaction_mu_;
   bool compaction_wanted_ ABSL_GUARDED_BY(compaction_mu_) = false;

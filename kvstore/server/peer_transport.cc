@@ -53,7 +53,7 @@ class PeerTransport::Peer {
   }
 
   ~Peer() {
-    Stream* idle = nullptr;    // the current stream, if this claimed it to give it up
+    Stream* idle = nullptr;     // the current stream, if this claimed it to give it up
     Stream* writing = nullptr;  // the current stream, with a write in flight
     {
       absl::MutexLock l(&mu_);

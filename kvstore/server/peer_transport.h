@@ -89,8 +89,8 @@ class PeerTransport : public Transport {
 
   // Send is served with gRPC's callback API (no thread per peer stream), SendSnapshot
   // synchronously (rare, long, and writing files).
-  class Service final
-      : public kvstore::raftpb::RaftPeer::WithCallbackMethod_Send<kvstore::raftpb::RaftPeer::Service> {
+  class Service final : public kvstore::raftpb::RaftPeer::WithCallbackMethod_Send<
+                            kvstore::raftpb::RaftPeer::Service> {
    public:
     Service(uint64_t cluster_id, std::string snapshot_dir, MessageSink* sink, PeerFaults* faults)
         : cluster_id_(cluster_id),

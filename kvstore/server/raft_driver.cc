@@ -140,8 +140,7 @@ DriverStatus RaftDriver::Status() const {
 bool RaftDriver::HasWork() const {
   return stopping_ || !proposals_.empty() || !conf_changes_.empty() || !inbox_.empty() ||
          !new_reads_.empty() || transfer_to_ != raft::kNone || !unreachable_.empty() ||
-         !peers_down_.empty() ||
-         !snapshot_reports_.empty();
+         !peers_down_.empty() || !snapshot_reports_.empty();
 }
 
 void RaftDriver::Run() {
