@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -712,17 +713,25 @@ void KvServer::OnApplied(uint64_t proposer, uint64_t request_id, ApplyResult res
 }
 
 void KvServer::SendAppliedReplies() {
+  std::vector<Reply> replies = std::exchange(applied_replies_, {});
   // One reply (one client waiting, as a lone writer's) costs less to send right here than
   // to hand to a reply thread; many would hold up the next Ready.
-  if (applied_replies_.size() > 1) {
+  if (replies.size() == 1) {
+    replies.front()();
+  } else if (!replies.empty()) {
+    HandOff(std::move(replies));
+  }
+}
+
+void KvServer::HandOff(std::vector<Reply> replies) {
+  {
     absl::MutexLock l(&reply_mu_);
     if (!reply_stopping_) {
-      for (Reply& r : applied_replies_) reply_queue_.push_back(std::move(r));
-      applied_replies_.clear();
+      for (Reply& r : replies) reply_queue_.push_back(std::move(r));
+      return;
     }
   }
-  for (Reply& r : applied_replies_) r();  // one alone, or the reply threads are gone
-  applied_replies_.clear();
+  for (Reply& r : replies) r();  // the reply threads are gone
 }
 
 void KvServer::OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) {
@@ -907,14 +916,9 @@ void KvServer::Complete(uint64_t id, absl::StatusOr<ApplyResult> result) {
   if (!reply) return;
   // Answering a client (serializing, writing to its stream) is not the calling thread's
   // work (the driver's, mostly): a reply thread does it.
-  {
-    absl::MutexLock l(&reply_mu_);
-    if (!reply_stopping_) {
-      reply_queue_.push_back(std::move(*reply));
-      return;
-    }
-  }
-  (*reply)();  // the reply threads are gone
+  std::vector<Reply> one;
+  one.push_back(std::move(*reply));
+  HandOff(std::move(one));
 }
 
 absl::Status KvServer::Health() const {

@@ -247,6 +247,8 @@ class KvServer : public ApplyListener {
   void Complete(uint64_t id, absl::StatusOr<ApplyResult> result);
   // After each Ready (driver thread): sends the replies to what it applied.
   void SendAppliedReplies();
+  // Gives `replies` to the reply threads (runs them here once those are gone).
+  void HandOff(std::vector<Reply> replies);
   // Fails waiters whose deadline passed, until Stop().
   void DeadlineLoop();
   // Runs completions, until Stop() and the queue is empty.

@@ -147,7 +147,7 @@ class PeerTransport::Peer {
 
     grpc::ClientContext context;
     kvstore::raftpb::SendResponse response;
-    // The batch being written, and how many snapshot messages it holds (the writer's).
+    // The batch being written, and its messages (the writer's).
     kvstore::raftpb::MessageBatch batch;
     std::vector<raft::Message> sent;
     bool done = false;  // OnDone ran (under the peer's mu_)

@@ -254,9 +254,11 @@ void RaftDriver::RunOnce() {
     // for those come first (a state machine that changes the transport while applying
     // must wait for after_ready). Anyone else must save before sending: its answers
     // (votes, appends acknowledged) promise what is on its disk.
-    const bool leading = node_->raft().role() == raft::Role::kLeader;
-    const bool send_first = leading && !rd.entries.empty();
-    if (send_first) SendMessages(std::move(rd.messages));
+    enum class SendAt { kBeforeSave, kAfterSave, kAfterApply };
+    const SendAt send_at = node_->raft().role() != raft::Role::kLeader ? SendAt::kAfterSave
+                           : rd.entries.empty()                        ? SendAt::kAfterApply
+                                                                       : SendAt::kBeforeSave;
+    if (send_at == SendAt::kBeforeSave) SendMessages(std::move(rd.messages));
     const absl::Time save_start = clock_->Now();
     if (absl::Status s = log_->Save(rd); !s.ok()) {
       // What reached the disk is unknown; carrying on could acknowledge a lost write.
@@ -275,7 +277,7 @@ void RaftDriver::RunOnce() {
       }
     }
     if (rd.soft_state) last_leader_ = rd.soft_state->leader;
-    if (!leading) SendMessages(std::move(rd.messages));
+    if (send_at == SendAt::kAfterSave) SendMessages(std::move(rd.messages));
     const uint64_t already = sm_->AppliedIndex();
     const absl::Time apply_start = clock_->Now();
     for (const raft::Entry& e : rd.committed_entries) {
@@ -289,7 +291,7 @@ void RaftDriver::RunOnce() {
       applied_.store(std::max(already, rd.committed_entries.back().index),
                      std::memory_order_release);
     }
-    if (leading && !send_first) SendMessages(std::move(rd.messages));
+    if (send_at == SendAt::kAfterApply) SendMessages(std::move(rd.messages));
     HandleReadStates(rd.read_states);
     node_->Advance();
     ResolveReads();
