@@ -122,7 +122,8 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
         return FromRocks(s, "point read");
       }
     } else {
-      absl::StatusOr<std::optional<KeyValue>> found = HistoryGet(snapshot, key, read_revision);
+      absl::StatusOr<std::optional<KeyValue>> found =
+          HistoryGet(snapshot, overlay, key, read_revision);
       if (!found.ok()) return found.status();
       kv = *std::move(found);
       if (kv && options.keys_only) kv->value.clear();
@@ -143,13 +144,10 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
         range.kind == KeyRange::Kind::kToEnd ? KeySpaceEnd(kLatestPrefix) : LatestKey(range_end);
     const rocksdb::Slice upper_slice(upper);
     ro.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-    if (overlay != nullptr) {
-      it.reset(overlay->NewIteratorWithBase(db_->DefaultColumnFamily(), it.release(), &ro));
-    }
+    std::unique_ptr<rocksdb::Iterator> it = NewIterator(ro, overlay);
     for (it->Seek(lower); it->Valid(); it->Next()) {
       const std::string_view k = View(it->key());
-      if (k >= upper) break;  // the batch's entries are not bounded by iterate_upper_bound
+      if (k >= upper) break;  // the overlay's entries are not bounded by iterate_upper_bound
       if (!out.WantsNext()) {
         out.Count();
         continue;
@@ -171,12 +169,13 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
                                                                  : HistoryKeyPrefix(range_end);
   const rocksdb::Slice upper_slice(upper);
   ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it = NewIterator(ro, overlay);
   std::string user_key;
   mvcc::Revision rev;
   it->Seek(lower);
   while (it->Valid()) {
     const std::string_view k = View(it->key());
+    if (k >= upper) break;  // as above
     if (!ParseHistoryKey(k, &user_key, &rev)) return Corrupt("history key", k);
     const std::string prefix(k.substr(0, k.size() - 16));
     if (rev.main > read_revision) {
@@ -221,15 +220,24 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
   return out.Take();
 }
 
-absl::StatusOr<std::optional<KeyValue>> MvccStore::HistoryGet(const rocksdb::Snapshot* snapshot,
-                                                              std::string_view key,
-                                                              int64_t rev) const {
+std::unique_ptr<rocksdb::Iterator> MvccStore::NewIterator(
+    const rocksdb::ReadOptions& ro, rocksdb::WriteBatchWithIndex* overlay) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  if (overlay != nullptr) {
+    it.reset(overlay->NewIteratorWithBase(db_->DefaultColumnFamily(), it.release(), &ro));
+  }
+  return it;
+}
+
+absl::StatusOr<std::optional<KeyValue>> MvccStore::HistoryGet(
+    const rocksdb::Snapshot* snapshot, rocksdb::WriteBatchWithIndex* overlay, std::string_view key,
+    int64_t rev) const {
   const std::string prefix = HistoryKeyPrefix(key);
   const rocksdb::Slice lower(prefix);
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
   ro.iterate_lower_bound = &lower;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it = NewIterator(ro, overlay);
   std::string target = prefix;
   AppendRevision(mvcc::Revision{rev, std::numeric_limits<int64_t>::max()}, &target);
   it->SeekForPrev(target);
@@ -332,7 +340,7 @@ absl::StatusOr<EventsResult> MvccStore::Events(int64_t start_rev, int64_t end_re
         event.type == Event::Type::kPut && event.kv.create_revision == event.kv.mod_revision;
     if (options.prev_kv && !creates && rev.main - 1 >= view.compacted && rev.main > 1) {
       absl::StatusOr<std::optional<KeyValue>> prev =
-          HistoryGet(view.snapshot.get(), user_key, rev.main - 1);
+          HistoryGet(view.snapshot.get(), nullptr, user_key, rev.main - 1);
       if (!prev.ok()) return prev.status();
       event.prev_kv = *std::move(prev);
     }

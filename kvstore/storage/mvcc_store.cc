@@ -81,59 +81,64 @@ bool IsFutureRevisionError(const absl::Status& status) {
 
 // --- WriteTxn ----------------------------------------------------------------------------
 
-WriteTxn::WriteTxn(MvccStore* store, int64_t begin_revision,
-                   std::shared_ptr<const rocksdb::Snapshot> snapshot)
-    : store_(store),
-      begin_revision_(begin_revision),
-      snapshot_(std::move(snapshot)),
-      batch_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0,
-                                                            /*overwrite_key=*/true)) {}
+WriteTxn::WriteTxn(WriteGroup* group, std::unique_ptr<WriteGroup> owned)
+    : group_(group), owned_group_(std::move(owned)), begin_revision_(group->revision_) {
+  group_->txn_open_ = true;
+  // A lone transaction that fails takes its whole group along: nothing to roll back to.
+  if (owned_group_ == nullptr) group_->batch_->SetSavePoint();
+}
 
 WriteTxn::WriteTxn(WriteTxn&& other) noexcept
-    : store_(std::exchange(other.store_, nullptr)),
+    : group_(std::exchange(other.group_, nullptr)),
+      owned_group_(std::move(other.owned_group_)),
       begin_revision_(other.begin_revision_),
-      snapshot_(std::move(other.snapshot_)),
-      batch_(std::move(other.batch_)),
       changes_(std::move(other.changes_)),
       applied_index_(other.applied_index_),
       error_(std::move(other.error_)) {}
 
-WriteTxn::~WriteTxn() { Release(); }
+WriteTxn::~WriteTxn() { Release(/*keep=*/false); }
 
-void WriteTxn::Release() {
-  if (store_ == nullptr) return;
-  snapshot_.reset();
-  store_->ReleaseWriter();
-  store_ = nullptr;
+void WriteTxn::Release(bool keep) {
+  if (group_ == nullptr) return;
+  if (owned_group_ == nullptr) {
+    rocksdb::Status s =
+        keep ? group_->batch_->PopSavePoint() : group_->batch_->RollbackToSavePoint();
+    // Only a missing save point fails, and every group transaction sets one.
+    s.PermitUncheckedError();
+  }
+  group_->txn_open_ = false;
+  group_ = nullptr;
+  owned_group_.reset();
 }
 
 absl::StatusOr<RangeResult> WriteTxn::Range(std::string_view key, std::string_view range_end,
                                             const RangeOptions& options) {
-  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (group_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  MvccStore* store = group_->store_;
   const int64_t current = Revision();
   int64_t rev = options.revision;
   if (rev > current) return FutureRevisionError();
   if (rev <= 0) rev = current;
-  if (rev < store_->CompactedRevision()) return CompactedError();
-  // The latest key space at begin_revision_ is in the snapshot; the batch lifts it to
-  // begin_revision_ + 1. Older revisions come from the history in the snapshot.
-  rocksdb::WriteBatchWithIndex* overlay = rev > begin_revision_ ? batch_.get() : nullptr;
-  absl::StatusOr<RangeResult> result = store_->RangeAt(
-      snapshot_.get(), overlay, rev >= begin_revision_, rev, key, range_end, options);
+  if (rev < store->CompactedRevision()) return CompactedError();
+  // The snapshot holds the store as the group began; the batch lifts it to `current`, and
+  // holds the history of the revisions in between.
+  absl::StatusOr<RangeResult> result = store->RangeAt(
+      group_->snapshot_.get(), group_->batch_.get(), rev == current, rev, key, range_end, options);
   if (result.ok()) result->revision = current;
   return result;
 }
 
 absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std::string_view value,
                                                       int64_t lease) {
-  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (group_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
   if (!error_.ok()) return error_;
 
+  rocksdb::WriteBatchWithIndex* batch = group_->batch_.get();
   rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot_.get();
+  ro.snapshot = group_->snapshot_.get();
   const std::string latest_key = LatestKey(key);
   std::string raw;
-  rocksdb::Status s = batch_->GetFromBatchAndDB(store_->db_.get(), ro, latest_key, &raw);
+  rocksdb::Status s = batch->GetFromBatchAndDB(group_->store_->db_.get(), ro, latest_key, &raw);
   std::optional<KeyValue> prev;
   if (s.ok()) {
     prev.emplace();
@@ -158,14 +163,14 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
   std::string history_value(1, static_cast<char>(ChangeKind::kPut));
   history_value.append(body);
 
-  s = batch_->Put(latest_key, body);
-  if (s.ok()) s = batch_->Put(HistoryKey(key, rev), history_value);
-  if (s.ok()) s = batch_->Put(RevisionKey(rev), EncodeRevisionValue(ChangeKind::kPut, key));
+  s = batch->Put(latest_key, body);
+  if (s.ok()) s = batch->Put(HistoryKey(key, rev), history_value);
+  if (s.ok()) s = batch->Put(RevisionKey(rev), EncodeRevisionValue(ChangeKind::kPut, key));
   if (s.ok() && prev && prev->lease != kNoLease && prev->lease != lease) {
-    s = batch_->Delete(LeaseIndexKey(prev->lease, key));
+    s = batch->Delete(LeaseIndexKey(prev->lease, key));
   }
   if (s.ok() && lease != kNoLease && !(prev && prev->lease == lease)) {
-    s = batch_->Put(LeaseIndexKey(lease, key), "");
+    s = batch->Put(LeaseIndexKey(lease, key), "");
   }
   if (!s.ok()) return error_ = FromRocks(s, "batching a put");
 
@@ -175,26 +180,28 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
 
 absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key,
                                                             std::string_view range_end) {
-  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (group_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
   if (!error_.ok()) return error_;
 
-  // Everything live as this transaction sees it: the snapshot plus its own batch.
+  // Everything live as this transaction sees it: the snapshot plus its group's batch.
+  rocksdb::WriteBatchWithIndex* batch = group_->batch_.get();
   const int64_t current = Revision();
-  absl::StatusOr<RangeResult> live = store_->RangeAt(
-      snapshot_.get(), batch_.get(), /*use_latest=*/true, current, key, range_end, RangeOptions{});
+  absl::StatusOr<RangeResult> live =
+      group_->store_->RangeAt(group_->snapshot_.get(), batch, /*use_latest=*/true, current, key,
+                              range_end, RangeOptions{});
   if (!live.ok()) return error_ = live.status();
 
   for (const KeyValue& prev : live->kvs) {
     const mvcc::Revision rev{begin_revision_ + 1, static_cast<int64_t>(changes_.size())};
-    rocksdb::Status s = batch_->Delete(LatestKey(prev.key));
+    rocksdb::Status s = batch->Delete(LatestKey(prev.key));
     if (s.ok()) {
-      s = batch_->Put(HistoryKey(prev.key, rev),
-                      std::string(1, static_cast<char>(ChangeKind::kDelete)));
+      s = batch->Put(HistoryKey(prev.key, rev),
+                     std::string(1, static_cast<char>(ChangeKind::kDelete)));
     }
     if (s.ok()) {
-      s = batch_->Put(RevisionKey(rev), EncodeRevisionValue(ChangeKind::kDelete, prev.key));
+      s = batch->Put(RevisionKey(rev), EncodeRevisionValue(ChangeKind::kDelete, prev.key));
     }
-    if (s.ok() && prev.lease != kNoLease) s = batch_->Delete(LeaseIndexKey(prev.lease, prev.key));
+    if (s.ok() && prev.lease != kNoLease) s = batch->Delete(LeaseIndexKey(prev.lease, prev.key));
     if (!s.ok()) return error_ = FromRocks(s, "batching a delete");
     changes_.push_back(Event{.type = Event::Type::kDelete,
                              .kv = KeyValue{.key = prev.key, .mod_revision = rev.main},
@@ -204,41 +211,84 @@ absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key
 }
 
 absl::Status WriteTxn::PutLease(int64_t id, int64_t ttl) {
-  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (group_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
   if (!error_.ok()) return error_;
   std::string value;
   AppendVarint64(static_cast<uint64_t>(ttl), &value);
-  rocksdb::Status s = batch_->Put(LeaseRecordKey(id), value);
+  rocksdb::Status s = group_->batch_->Put(LeaseRecordKey(id), value);
   if (!s.ok()) return error_ = FromRocks(s, "batching a lease");
   return absl::OkStatus();
 }
 
 absl::Status WriteTxn::DeleteLease(int64_t id) {
-  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (group_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
   if (!error_.ok()) return error_;
-  rocksdb::Status s = batch_->Delete(LeaseRecordKey(id));
+  rocksdb::Status s = group_->batch_->Delete(LeaseRecordKey(id));
   if (!s.ok()) return error_ = FromRocks(s, "batching a lease revoke");
   return absl::OkStatus();
 }
 
 absl::Status WriteTxn::End() {
-  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
-  absl::Status s = error_.ok() ? store_->Commit(this) : error_;
-  Release();
-  return s;
+  if (group_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (!error_.ok()) {
+    Release(/*keep=*/false);
+    return error_;
+  }
+  group_->revision_ = Revision();
+  if (applied_index_) group_->applied_index_ = applied_index_;
+  if (owned_group_ == nullptr) {
+    Release(/*keep=*/true);
+    return absl::OkStatus();
+  }
+  std::unique_ptr<WriteGroup> group = std::move(owned_group_);
+  group_ = nullptr;
+  group->txn_open_ = false;
+  return group->End();
 }
 
 absl::Status WriteTxn::SetAlarms(const std::vector<AlarmRecord>& alarms) {
-  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
+  if (group_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
   if (!error_.ok()) return error_;
   std::string value;
   for (const AlarmRecord& a : alarms) {
     AppendVarint64(a.member, &value);
     AppendVarint64(static_cast<uint32_t>(a.type), &value);
   }
-  rocksdb::Status s = batch_->Put(MetaKey(kMetaAlarms), value);
+  rocksdb::Status s = group_->batch_->Put(MetaKey(kMetaAlarms), value);
   if (!s.ok()) return error_ = FromRocks(s, "batching alarms");
   return absl::OkStatus();
+}
+
+// --- WriteGroup --------------------------------------------------------------------------
+
+WriteGroup::WriteGroup(MvccStore* store, int64_t revision,
+                       std::shared_ptr<const rocksdb::Snapshot> snapshot)
+    : store_(store),
+      begin_revision_(revision),
+      revision_(revision),
+      snapshot_(std::move(snapshot)),
+      batch_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0,
+                                                            /*overwrite_key=*/true)) {}
+
+WriteGroup::~WriteGroup() { Release(); }
+
+void WriteGroup::Release() {
+  if (store_ == nullptr) return;
+  snapshot_.reset();
+  store_->ReleaseWriter();
+  store_ = nullptr;
+}
+
+WriteTxn WriteGroup::BeginWrite() { return WriteTxn(this, nullptr); }
+
+absl::Status WriteGroup::End() {
+  if (store_ == nullptr) return absl::FailedPreconditionError("mvcc: write group ended");
+  if (txn_open_) {
+    return absl::FailedPreconditionError("mvcc: a transaction of the write group is open");
+  }
+  absl::Status s = store_->Commit(this);
+  Release();
+  return s;
 }
 
 // --- MvccStore ---------------------------------------------------------------------------
@@ -455,9 +505,15 @@ bool MvccStore::CompactionPending() const {
 // --- Writes ------------------------------------------------------------------------------
 
 WriteTxn MvccStore::BeginWrite() {
+  std::unique_ptr<WriteGroup> group = BeginGroup();
+  WriteGroup* g = group.get();
+  return WriteTxn(g, std::move(group));
+}
+
+std::unique_ptr<WriteGroup> MvccStore::BeginGroup() {
   absl::MutexLock l(&mu_, absl::Condition(this, &MvccStore::WriterFree));
   writer_active_ = true;
-  return WriteTxn(this, current_revision_, snapshot_);
+  return absl::WrapUnique(new WriteGroup(this, current_revision_, snapshot_));
 }
 
 void MvccStore::ReleaseWriter() {
@@ -465,18 +521,18 @@ void MvccStore::ReleaseWriter() {
   writer_active_ = false;
 }
 
-absl::Status MvccStore::Commit(WriteTxn* txn) {
-  const bool changed = !txn->changes_.empty();
-  const int64_t new_revision = txn->begin_revision_ + 1;
+absl::Status MvccStore::Commit(WriteGroup* group) {
+  const int64_t new_revision = group->revision_;
+  const bool changed = new_revision != group->begin_revision_;
   rocksdb::Status s;
   if (changed) {
-    s = txn->batch_->Put(MetaKey(kMetaRevision), EncodeBigEndian64(new_revision));
+    s = group->batch_->Put(MetaKey(kMetaRevision), EncodeBigEndian64(new_revision));
   }
-  if (s.ok() && txn->applied_index_) {
-    s = txn->batch_->Put(MetaKey(kMetaAppliedIndex), EncodeBigEndian64(*txn->applied_index_));
+  if (s.ok() && group->applied_index_) {
+    s = group->batch_->Put(MetaKey(kMetaAppliedIndex), EncodeBigEndian64(*group->applied_index_));
   }
   if (!s.ok()) return FromRocks(s, "batching metadata");
-  rocksdb::WriteBatch* batch = txn->batch_->GetWriteBatch();
+  rocksdb::WriteBatch* batch = group->batch_->GetWriteBatch();
   if (batch->Count() == 0) return absl::OkStatus();
 
   const rocksdb::WriteOptions wo = WriteOpts();
@@ -489,7 +545,7 @@ absl::Status MvccStore::Commit(WriteTxn* txn) {
     current_revision_ = new_revision;
     snapshot_ = std::move(snapshot);
   }
-  if (txn->applied_index_) applied_index_ = *txn->applied_index_;
+  if (group->applied_index_) applied_index_ = *group->applied_index_;
   return absl::OkStatus();
 }
 

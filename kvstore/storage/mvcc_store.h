@@ -26,8 +26,8 @@
 //   - Compaction walks the revision index from the last compacted revision, one Seek per change,
 //     in write batches of at most MvccStoreOptions::compaction_batch_size changes.
 //
-// Consistency: every write transaction commits as one rocksdb::WriteBatch (data, indexes,
-// revision and applied index together). After each commit the store takes a RocksDB snapshot
+// Consistency: every write transaction, or group of them (WriteGroup), commits as one
+// rocksdb::WriteBatch (data, indexes, revision and applied index together). After each commit the store takes a RocksDB snapshot
 // and publishes it together with the new revision; every read works on one such (snapshot,
 // revision) pair, so it sees whole transactions only and never blocks on a writer.
 // Writes are not synced unless MvccStoreOptions::sync_writes, and may skip RocksDB's
@@ -51,6 +51,8 @@
 
 namespace rocksdb {
 class DB;
+class Iterator;
+struct ReadOptions;
 struct WriteOptions;
 class Snapshot;
 class WriteBatchWithIndex;
@@ -153,14 +155,18 @@ struct LeaseKey {
 };
 
 class MvccStore;
+class WriteGroup;
 
 // One write transaction: all its changes become one revision (or none, if it changes
-// nothing), committed atomically by End(). Reads through it see its own earlier changes, as
-// etcd's TxnWrite does. Destroying it without End() discards it.
+// nothing). Reads through it see its own earlier changes, as etcd's TxnWrite does.
+// Begun by MvccStore::BeginWrite() it commits alone: End() writes it. Begun by
+// WriteGroup::BeginWrite() it commits with its group: End() adds it to the group, and the
+// group's End() writes it. Destroying it without End(), or an End() that fails, discards it
+// and leaves its group as it was.
 //
-// Thread-safety: used by one thread. The store lets only one WriteTxn exist at a time:
-// MvccStore::BeginWrite() blocks until the previous one has ended or been destroyed.
-// The store must outlive it.
+// Thread-safety: used by one thread. The store lets only one writer (a lone WriteTxn or a
+// WriteGroup) exist at a time: MvccStore::BeginWrite() and BeginGroup() block until the
+// previous one has ended or been destroyed. The store (and group) must outlive it.
 class WriteTxn {
  public:
   WriteTxn(WriteTxn&& other) noexcept;
@@ -198,7 +204,8 @@ class WriteTxn {
   void SetAppliedIndex(uint64_t index) { applied_index_ = index; }
 
   // The store revision as this transaction sees it: the revision it began at, plus one once
-  // it has changed something. After End() this is the store's revision (etcd's header).
+  // it has changed something. After End() this is the store's revision (etcd's header), or
+  // its group's.
   int64_t Revision() const { return begin_revision_ + (changes_.empty() ? 0 : 1); }
 
   // The changes so far, in sub-revision order, each with the version it replaced as prev_kv
@@ -206,27 +213,76 @@ class WriteTxn {
   // before the revision). The watch hub sends them to watchers after End().
   const std::vector<Event>& Changes() const { return changes_; }
 
-  // Commits in one RocksDB write batch. On error nothing is committed. Call at most once.
+  // Commits (alone) or adds to its group; on error nothing is. Call at most once.
   // After Put or DeleteRange failed, commits nothing and returns that error.
   absl::Status End();
 
  private:
   friend class MvccStore;
-  WriteTxn(MvccStore* store, int64_t begin_revision,
-           std::shared_ptr<const rocksdb::Snapshot> snapshot);
+  friend class WriteGroup;
+  // Begins on top of what `group` holds; `owned` is `group` for a lone transaction.
+  WriteTxn(WriteGroup* group, std::unique_ptr<WriteGroup> owned);
 
-  // Releases the store's writer slot if this transaction still holds it.
-  void Release();
+  // Gives the group back, without this transaction's changes if it did not end well.
+  void Release(bool keep);
 
-  MvccStore* store_;
+  // Null once ended.
+  WriteGroup* group_;
+  std::unique_ptr<WriteGroup> owned_group_;
   int64_t begin_revision_;
-  // The store as of begin_revision_; the batch is read on top of it.
-  std::shared_ptr<const rocksdb::Snapshot> snapshot_;
-  std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
   std::vector<Event> changes_;
   std::optional<uint64_t> applied_index_;
   // The first failure of Put or DeleteRange; End() then commits nothing and returns it.
   absl::Status error_;
+};
+
+// Write transactions that commit together: the server applies all the Raft entries of one
+// Ready as one group, so that they cost one RocksDB write and one set of metadata. Each
+// transaction reads the ones ended before it in the group; readers of the store see none of
+// them until the group's End(), and then all at once.
+//
+// Thread-safety: as WriteTxn; holds the store's writer slot from MvccStore::BeginGroup()
+// until it ends or is destroyed (which discards what it holds).
+class WriteGroup {
+ public:
+  WriteGroup(const WriteGroup&) = delete;
+  WriteGroup& operator=(const WriteGroup&) = delete;
+  ~WriteGroup();
+
+  // Starts the group's next transaction.
+  // REQUIRES: no other transaction of this group is open.
+  WriteTxn BeginWrite();
+
+  // As WriteTxn::SetAppliedIndex, for the group: the last index set by it or by one of its
+  // ended transactions is committed with the group.
+  void SetAppliedIndex(uint64_t index) { applied_index_ = index; }
+
+  // The store revision after the transactions ended so far.
+  int64_t Revision() const { return revision_; }
+
+  // Writes every ended transaction in one RocksDB write batch and publishes the result to
+  // readers. On error nothing is committed. Call at most once, with no transaction open.
+  absl::Status End();
+
+ private:
+  friend class MvccStore;
+  friend class WriteTxn;
+  WriteGroup(MvccStore* store, int64_t revision,
+             std::shared_ptr<const rocksdb::Snapshot> snapshot);
+
+  // Releases the store's writer slot if this group still holds it.
+  void Release();
+
+  // Null once ended.
+  MvccStore* store_;
+  // The store's revision when the group began, and after its ended transactions.
+  const int64_t begin_revision_;
+  int64_t revision_;
+  // The store as of begin_revision_; the batch is read on top of it.
+  std::shared_ptr<const rocksdb::Snapshot> snapshot_;
+  std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
+  std::optional<uint64_t> applied_index_;
+  bool txn_open_ = false;
 };
 
 // The MVCC key space of one member, persisted in its own RocksDB directory.
@@ -263,9 +319,11 @@ class MvccStore {
   absl::StatusOr<RangeResult> Range(std::string_view key, std::string_view range_end,
                                     const RangeOptions& options = {}) const;
 
-  // Starts the write transaction; blocks while another one is open.
-  // REQUIRES: the calling thread holds no other WriteTxn of this store.
+  // Starts a write transaction that commits alone; blocks while another writer exists.
+  // REQUIRES: the calling thread holds no other WriteTxn or WriteGroup of this store.
   WriteTxn BeginWrite();
+  // Starts a group of write transactions that commit together; blocks as BeginWrite().
+  std::unique_ptr<WriteGroup> BeginGroup();
 
   // The changes in revisions [start_rev, end_rev) to keys in the range (range_end as in
   // Range), in revision order. end_rev <= 0 or past the current revision means up to and
@@ -338,6 +396,7 @@ class MvccStore {
 
  private:
   friend class WriteTxn;
+  friend class WriteGroup;
 
   // What one read works on: a RocksDB snapshot and the revisions that hold in it.
   struct ReadView {
@@ -355,10 +414,10 @@ class MvccStore {
   std::shared_ptr<const rocksdb::Snapshot> TakeSnapshot();
   ReadView CurrentView() const;
 
-  // The range at `read_revision` on `snapshot`: from the latest key space if `use_latest`
-  // (read_revision is the snapshot's revision, or one more with `overlay`, a write
-  // transaction's batch, on top), else from the history. `count`, `kvs` only; the caller sets
-  // `revision`.
+  // The range at `read_revision` on `snapshot`, with `overlay` (a write group's batch) on
+  // top if not null: from the latest key space if `use_latest` (read_revision is the
+  // revision of snapshot and overlay together), else from the history. `count`, `kvs` only;
+  // the caller sets `revision`.
   // REQUIRES: `read_revision` already validated against the current and compacted revisions.
   absl::StatusOr<RangeResult> RangeAt(const rocksdb::Snapshot* snapshot,
                                       rocksdb::WriteBatchWithIndex* overlay, bool use_latest,
@@ -366,12 +425,18 @@ class MvccStore {
                                       std::string_view range_end,
                                       const RangeOptions& options) const;
 
-  // The version of `key` at `rev` from the history, if it was live then.
+  // The version of `key` at `rev` from the history (on `snapshot`, with `overlay` on top if
+  // not null), if it was live then.
   absl::StatusOr<std::optional<KeyValue>> HistoryGet(const rocksdb::Snapshot* snapshot,
+                                                     rocksdb::WriteBatchWithIndex* overlay,
                                                      std::string_view key, int64_t rev) const;
+  // An iterator over `snapshot` with `overlay` on top if not null. The overlay's entries are
+  // not bounded by `ro`'s iterate bounds.
+  std::unique_ptr<rocksdb::Iterator> NewIterator(const rocksdb::ReadOptions& ro,
+                                                 rocksdb::WriteBatchWithIndex* overlay) const;
 
   bool WriterFree() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !writer_active_; }
-  absl::Status Commit(WriteTxn* txn);
+  absl::Status Commit(WriteGroup* group);
   void ReleaseWriter();
 
   // One bounded step of compaction towards `target`, from `*cursor`; clears *cursor when

@@ -353,6 +353,152 @@ TEST_F(MvccStoreTest, OnlyOneWriteTxnAtATime) {
   EXPECT_EQ(Get("b").kvs[0].mod_revision, 3);
 }
 
+// --- Write groups ------------------------------------------------------------------------
+
+TEST_F(MvccStoreTest, GroupCommitsItsTransactionsTogether) {
+  Put("a", "0");  // revision 2
+  std::unique_ptr<WriteGroup> group = store_->BeginGroup();
+  {
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.Put("a", "1").ok());
+    t.SetAppliedIndex(7);
+    ASSERT_OK(t.End());
+    EXPECT_EQ(t.Revision(), 3);
+  }
+  {
+    // The next transaction reads the first and builds on it.
+    WriteTxn t = group->BeginWrite();
+    absl::StatusOr<std::optional<KeyValue>> prev = t.Put("a", "2");
+    ASSERT_TRUE(prev.ok());
+    EXPECT_EQ(*prev, Kv("a", "1", 2, 3, 2));
+    ASSERT_TRUE(t.Put("b", "1").ok());
+    ASSERT_OK(t.End());
+    EXPECT_EQ(t.Revision(), 4);
+  }
+  EXPECT_EQ(group->Revision(), 4);
+  // Readers see nothing of the group yet.
+  EXPECT_EQ(store_->CurrentRevision(), 2);
+  EXPECT_EQ(Get("a").kvs, std::vector<KeyValue>{Kv("a", "0", 2, 2, 1)});
+  EXPECT_TRUE(Get("b").kvs.empty());
+  EXPECT_EQ(store_->AppliedIndex(), 0u);
+  group->SetAppliedIndex(8);
+  ASSERT_OK(group->End());
+
+  EXPECT_EQ(store_->CurrentRevision(), 4);
+  EXPECT_EQ(store_->AppliedIndex(), 8u);
+  EXPECT_EQ(Get("a", "", 3).kvs, std::vector<KeyValue>{Kv("a", "1", 2, 3, 2)});
+  EXPECT_EQ(Get("a").kvs, std::vector<KeyValue>{Kv("a", "2", 2, 4, 3)});
+  std::vector<Event> events = EventsFrom(3);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].kv, Kv("a", "1", 2, 3, 2));
+  EXPECT_EQ(events[2].kv, Kv("b", "1", 4, 4, 1));
+  Reopen();
+  EXPECT_EQ(store_->CurrentRevision(), 4);
+  EXPECT_EQ(store_->AppliedIndex(), 8u);
+}
+
+TEST_F(MvccStoreTest, GroupTransactionsReadEarlierRevisionsOfTheGroup) {
+  Put("a", "0");  // revision 2
+  std::unique_ptr<WriteGroup> group = store_->BeginGroup();
+  for (const char* v : {"1", "2"}) {  // revisions 3 and 4
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.Put("a", v).ok());
+    ASSERT_OK(t.End());
+  }
+  {
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.DeleteRange("a", "").ok());  // revision 5
+    for (int64_t rev = 2; rev <= 5; ++rev) {
+      absl::StatusOr<RangeResult> one = t.Range("a", "", RangeOptions{.revision = rev});
+      ASSERT_TRUE(one.ok()) << one.status();
+      absl::StatusOr<RangeResult> all = t.Range("", kAll, RangeOptions{.revision = rev});
+      ASSERT_TRUE(all.ok()) << all.status();
+      EXPECT_EQ(one->revision, 5);
+      if (rev == 5) {
+        EXPECT_EQ(one->count, 0);
+        EXPECT_EQ(all->count, 0);
+        continue;
+      }
+      const std::vector<KeyValue> want = {Kv("a", std::to_string(rev - 2), 2, rev, rev - 1)};
+      EXPECT_EQ(one->kvs, want) << "at " << rev;
+      EXPECT_EQ(all->kvs, want) << "at " << rev;
+    }
+    EXPECT_TRUE(absl::IsOutOfRange(t.Range("a", "", RangeOptions{.revision = 6}).status()));
+    ASSERT_OK(t.End());
+  }
+  ASSERT_OK(group->End());
+  EXPECT_EQ(store_->CurrentRevision(), 5);
+}
+
+TEST_F(MvccStoreTest, DroppedGroupTransactionLeavesTheGroupAsItWas) {
+  std::unique_ptr<WriteGroup> group = store_->BeginGroup();
+  {
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.Put("a", "1").ok());
+    ASSERT_OK(t.End());
+  }
+  {
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.Put("a", "dropped").ok());
+    ASSERT_TRUE(t.Put("b", "dropped").ok());
+    ASSERT_TRUE(t.PutLease(5, 10).ok());
+    t.SetAppliedIndex(99);
+    // The group cannot end while one of its transactions is open.
+    EXPECT_TRUE(absl::IsFailedPrecondition(group->End()));
+  }
+  {
+    WriteTxn t = group->BeginWrite();
+    EXPECT_EQ(t.Revision(), 2);
+    absl::StatusOr<std::optional<KeyValue>> prev = t.Put("c", "1");
+    ASSERT_TRUE(prev.ok());
+    ASSERT_OK(t.End());
+    EXPECT_EQ(t.Revision(), 3);
+  }
+  ASSERT_OK(group->End());
+  EXPECT_EQ(Keys(Get("", kAll)), (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(Get("a").kvs[0].value, "1");
+  EXPECT_EQ(store_->AppliedIndex(), 0u);
+  absl::StatusOr<std::vector<LeaseRecord>> leases = store_->Leases();
+  ASSERT_TRUE(leases.ok());
+  EXPECT_TRUE(leases->empty());
+  EXPECT_TRUE(absl::IsFailedPrecondition(group->End()));
+}
+
+TEST_F(MvccStoreTest, DestroyedGroupDiscardsEverythingAndFreesTheWriter) {
+  {
+    std::unique_ptr<WriteGroup> group = store_->BeginGroup();
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.Put("a", "1").ok());
+    ASSERT_OK(t.End());
+    group->SetAppliedIndex(3);
+  }
+  EXPECT_EQ(store_->CurrentRevision(), 1);
+  EXPECT_EQ(store_->AppliedIndex(), 0u);
+  EXPECT_EQ(Put("b", "1"), 2);
+  EXPECT_TRUE(Get("a").kvs.empty());
+}
+
+TEST_F(MvccStoreTest, GroupHoldsTheWriterSlotUntilItEnds) {
+  std::unique_ptr<WriteGroup> group = store_->BeginGroup();
+  std::atomic<bool> lone_began{false};
+  std::thread other([&] {
+    WriteTxn lone = store_->BeginWrite();
+    lone_began = true;
+    EXPECT_TRUE(lone.Put("b", "1").ok());
+    EXPECT_TRUE(lone.End().ok());
+  });
+  {
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.Put("a", "1").ok());
+    ASSERT_OK(t.End());
+  }
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(lone_began);
+  ASSERT_OK(group->End());
+  other.join();
+  EXPECT_EQ(Get("b").kvs[0].mod_revision, 3);
+}
+
 // --- Tombstones --------------------------------------------------------------------------
 
 TEST_F(MvccStoreTest, TombstonesAndRecreation) {
@@ -1239,8 +1385,17 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
   auto random_key = [&] { return keys[rng() % keys.size()]; };
   Model model;
 
-  for (int i = 0; i < 150; ++i) {
-    WriteTxn txn = store_->BeginWrite();
+  // Transactions commit alone or in groups of up to five; some in groups are dropped.
+  std::unique_ptr<WriteGroup> group;
+  int group_left = 0;
+  int64_t published = model.revision();
+  for (int i = 0; i < 200; ++i) {
+    if (group == nullptr && rng() % 2 == 0) {
+      group = store_->BeginGroup();
+      group_left = 1 + static_cast<int>(rng() % 5);
+    }
+    WriteTxn txn = group != nullptr ? group->BeginWrite() : store_->BeginWrite();
+    const bool drop = group != nullptr && rng() % 6 == 0;
     std::map<std::string, KeyValue> next = model.states.back();
     std::vector<Event> changes;
     const int64_t rev = model.revision() + 1;
@@ -1284,6 +1439,25 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
       }
     }
     ASSERT_EQ(txn.Changes(), changes);
+    // The transaction reads every revision as the model has it, its own and those of its
+    // group's earlier transactions included.
+    {
+      const int64_t rev_read = 1 + static_cast<int64_t>(rng() % txn.Revision());
+      const std::map<std::string, KeyValue>& state =
+          rev_read == txn.Revision() ? next : model.states[rev_read];
+      std::vector<KeyValue> want;
+      for (const auto& [k, kv] : state) want.push_back(kv);
+      absl::StatusOr<RangeResult> got = txn.Range("", kAll, RangeOptions{.revision = rev_read});
+      ASSERT_TRUE(got.ok()) << got.status();
+      ASSERT_EQ(got->kvs, want) << "at " << rev_read << " in transaction " << i;
+      const std::string k = random_key();
+      auto it = state.find(k);
+      got = txn.Range(k, "", RangeOptions{.revision = rev_read});
+      ASSERT_TRUE(got.ok()) << got.status();
+      ASSERT_EQ(got->kvs, it == state.end() ? std::vector<KeyValue>{}
+                                            : std::vector<KeyValue>{it->second});
+    }
+    if (drop) continue;
     ASSERT_OK(txn.End());
     if (!changes.empty()) {
       model.states.push_back(std::move(next));
@@ -1297,8 +1471,14 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
         model.events.push_back(e);
       }
     }
-    ASSERT_EQ(store_->CurrentRevision(), model.revision());
+    if (group != nullptr && --group_left == 0) {
+      ASSERT_OK(group->End());
+      group.reset();
+    }
+    if (group == nullptr) published = model.revision();
+    ASSERT_EQ(store_->CurrentRevision(), published);
   }
+  if (group != nullptr) ASSERT_OK(group->End());
 
   auto expect_matches_from = [&](int64_t first) {
     for (int64_t rev = first; rev <= model.revision(); ++rev) {
