@@ -16,56 +16,126 @@ using etcdserverpb::TxnRequest;
 Applier::Applier(mvcc::MvccStore* store, Lessor* lessor, ApplyListener* listener)
     : store_(store), lessor_(lessor), listener_(listener) {}
 
-void Applier::Apply(const raft::Entry& e) {
-  if (e.type == raft::EntryType::kConfChange) {
-    ApplyConfChange(e);
-    return;
+namespace {
+
+// Requests that change only keys and leases: these share a write group.
+bool InKeySpace(const kvstore::internal::InternalRaftRequest& r) {
+  return !r.has_member_change() && !r.has_member_attr_set() && !r.has_compaction() &&
+         !r.has_alarm();
+}
+
+// The store revision after the request goes into its response's header.
+void SetHeaderRevision(ApplyResult& result, int64_t rev) {
+  std::visit(
+      [rev](auto& resp) {
+        using T = std::decay_t<decltype(resp)>;
+        // etcd 3.4 answers alarm changes without a header.
+        if constexpr (!std::is_same_v<T, std::monostate> &&
+                      !std::is_same_v<T, etcdserverpb::AlarmResponse>) {
+          resp.mutable_header()->set_revision(rev);
+        }
+      },
+      result.response);
+}
+
+}  // namespace
+
+void Applier::Apply(absl::Span<const raft::Entry> entries) {
+  for (const raft::Entry& e : entries) {
+    if (e.type == raft::EntryType::kConfChange) {
+      EndGroup();
+      ApplyConfChange(e);
+      continue;
+    }
+    // The leader's no-ops change no key; they still move the applied index.
+    const bool has_request = e.type == raft::EntryType::kNormal && !e.data.empty();
+    kvstore::internal::InternalRaftRequest r;
+    if (has_request && !r.ParseFromString(e.data)) {
+      // Every member fails the same way on the same bytes: skip the entry everywhere.
+      spdlog::error("raft entry {} is not an InternalRaftRequest; skipped", e.index);
+      Group().SetAppliedIndex(e.index);
+    } else if (!has_request) {
+      Group().SetAppliedIndex(e.index);
+    } else if (InKeySpace(r)) {
+      ApplyInGroup(r, e.index);
+    } else {
+      EndGroup();
+      ApplyAlone(r, e.index);
+    }
   }
-  // Configuration changes and the leader's no-ops change no key; they still move the
-  // applied index.
-  const bool has_request = e.type == raft::EntryType::kNormal && !e.data.empty();
-  kvstore::internal::InternalRaftRequest r;
-  if (has_request && !r.ParseFromString(e.data)) {
-    // Every member fails the same way on the same bytes: skip the entry everywhere.
-    spdlog::error("raft entry {} is not an InternalRaftRequest; skipped", e.index);
-    CommitIndexOnly(e.index);
-    return;
+  EndGroup();
+}
+
+mvcc::WriteGroup& Applier::Group() {
+  if (group_ == nullptr) group_ = store_->BeginGroup();
+  return *group_;
+}
+
+void Applier::EndGroup() {
+  if (group_ == nullptr) return;
+  if (absl::Status s = group_->End(); !s.ok()) {
+    // The store could not write: carrying on would let members diverge.
+    spdlog::critical("applying raft entries failed, stopping: {}", s.ToString());
+    std::abort();
   }
-  if (!has_request) {
-    CommitIndexOnly(e.index);
-    return;
+  group_.reset();
+  for (Outcome& o : std::exchange(outcomes_, {})) {
+    if (!o.events.empty()) listener_->OnEvents(o.events, o.revision);
+    listener_->OnApplied(o.proposer, o.request_id, std::move(o.result));
   }
+}
+
+void Applier::ApplyInGroup(const kvstore::internal::InternalRaftRequest& r, uint64_t index) {
+  mvcc::WriteTxn txn = Group().BeginWrite();
+  Outcome o{.proposer = r.proposer(), .request_id = r.id(), .result = ApplyRequest(r, txn)};
+  // A failed request's transaction is dropped, with whatever it had written; its entry
+  // still counts as applied.
+  group_->SetAppliedIndex(index);
+  if (o.result.status.ok()) {
+    o.events = txn.Changes();
+    if (absl::Status s = txn.End(); !s.ok()) {
+      spdlog::critical("applying raft entry {} failed, stopping: {}", index, s.ToString());
+      std::abort();
+    }
+    o.revision = txn.Revision();
+    SetHeaderRevision(o.result, o.revision);
+    // At once, not when the group commits: a later entry of the group (a revoke) must see
+    // the keys attached before it.
+    for (const mvcc::Event& ev : o.events) {
+      if (ev.prev_kv && ev.prev_kv->lease != mvcc::kNoLease) {
+        lessor_->Detach(ev.prev_kv->lease, ev.kv.key);
+      }
+      if (ev.type == mvcc::Event::Type::kPut && ev.kv.lease != mvcc::kNoLease) {
+        lessor_->Attach(ev.kv.lease, ev.kv.key);
+      }
+    }
+  }
+  outcomes_.push_back(std::move(o));
+}
+
+void Applier::ApplyAlone(const kvstore::internal::InternalRaftRequest& r, uint64_t index) {
   ApplyResult result;
   if (r.has_member_change()) {
     listener_->OnMemberChange(r.member_change());
-    CommitIndexOnly(e.index);
+    CommitIndexOnly(index);
   } else if (r.has_member_attr_set()) {
     // Membership, not the key space: no revision, only the applied index moves.
     listener_->OnMemberAttrSet(r.member_attr_set());
-    CommitIndexOnly(e.index);
+    CommitIndexOnly(index);
   } else if (r.has_compaction()) {
-    result = Compact(r.compaction(), e.index);
+    result = Compact(r.compaction(), index);
+    if (!result.status.ok()) CommitIndexOnly(index);
   } else {
     mvcc::WriteTxn txn = store_->BeginWrite();
     result = ApplyRequest(r, txn);
-    if (result.status.ok()) Commit(txn, e.index);
-    // A failed request's transaction is dropped here, with whatever it had written.
+    if (result.status.ok()) {
+      Commit(txn, index);
+    } else {
+      // A failed request's transaction is dropped here, with whatever it had written.
+      CommitIndexOnly(index);
+    }
   }
-  if (!result.status.ok()) {
-    CommitIndexOnly(e.index);
-  } else {
-    const int64_t rev = store_->CurrentRevision();
-    std::visit(
-        [rev](auto& resp) {
-          using T = std::decay_t<decltype(resp)>;
-          // etcd 3.4 answers alarm changes without a header.
-          if constexpr (!std::is_same_v<T, std::monostate> &&
-                        !std::is_same_v<T, etcdserverpb::AlarmResponse>) {
-            resp.mutable_header()->set_revision(rev);
-          }
-        },
-        result.response);
-  }
+  if (result.status.ok()) SetHeaderRevision(result, store_->CurrentRevision());
   listener_->OnApplied(r.proposer(), r.id(), std::move(result));
 }
 
@@ -103,23 +173,11 @@ ApplyResult Applier::Compact(const etcdserverpb::CompactionRequest& r, uint64_t 
 
 void Applier::Commit(mvcc::WriteTxn& txn, uint64_t index) {
   txn.SetAppliedIndex(index);
-  std::vector<mvcc::Event> events = txn.Changes();
-  const int64_t rev = txn.Revision();
   if (absl::Status s = txn.End(); !s.ok()) {
     // The store could not write: carrying on would let members diverge.
     spdlog::critical("applying raft entry {} failed, stopping: {}", index, s.ToString());
     std::abort();
   }
-  if (events.empty()) return;
-  for (const mvcc::Event& ev : events) {
-    if (ev.prev_kv && ev.prev_kv->lease != mvcc::kNoLease) {
-      lessor_->Detach(ev.prev_kv->lease, ev.kv.key);
-    }
-    if (ev.type == mvcc::Event::Type::kPut && ev.kv.lease != mvcc::kNoLease) {
-      lessor_->Attach(ev.kv.lease, ev.kv.key);
-    }
-  }
-  listener_->OnEvents(events, rev);
 }
 
 ApplyResult Applier::ApplyRequest(const kvstore::internal::InternalRaftRequest& r,
@@ -292,7 +350,7 @@ absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc
   if (absl::Status s = check(r, *path); !s.ok()) return s;
   // Then the revisions of its ranges, as etcd orders the checks.
   if (absl::Status s =
-          CheckTxnRanges(r, *path, store_->CurrentRevision(), store_->CompactedRevision());
+          CheckTxnRanges(r, *path, txn.Revision(), store_->CompactedRevision());
       !s.ok()) {
     return s;
   }

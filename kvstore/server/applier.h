@@ -2,6 +2,12 @@
 // encoded InternalRaftRequest) into one MVCC write transaction, with etcd's semantics for
 // Put, DeleteRange, Txn, Compaction and lease grant/revoke, and reports the outcome.
 //
+// The entries of one Apply() call that only touch keys and leases (and no-ops) commit as one
+// MVCC write group: one RocksDB write for all of them. Compactions, alarms and membership
+// changes end the group and commit alone. Outcomes (OnEvents, OnApplied) are reported once
+// the entry's group is committed, so that whoever hears of a write can read it. Grouping
+// changes no result: each entry sees exactly the entries before it, grouped or not.
+//
 // Every member applies the same entries in the same order and so reaches the same store;
 // a request that fails (say, a Put on an unknown lease) fails identically everywhere and
 // changes nothing. The proposer learns the outcome through ApplyListener::OnApplied with
@@ -13,6 +19,7 @@
 #define KVSTORE_SERVER_APPLIER_H_
 
 #include <cstdint>
+#include <memory>
 #include <variant>
 #include <vector>
 
@@ -63,10 +70,28 @@ class Applier : public StateMachine {
   // None owned; all must outlive the applier.
   Applier(mvcc::MvccStore* store, Lessor* lessor, ApplyListener* listener);
 
-  void Apply(const raft::Entry& e) override;
+  void Apply(absl::Span<const raft::Entry> entries) override;
   uint64_t AppliedIndex() const override { return store_->AppliedIndex(); }
 
  private:
+  // An entry applied in the open group, to report once the group commits.
+  struct Outcome {
+    uint64_t proposer = 0;
+    uint64_t request_id = 0;
+    ApplyResult result;
+    std::vector<mvcc::Event> events;
+    int64_t revision = 0;
+  };
+
+  // The open write group, begun if none is.
+  mvcc::WriteGroup& Group();
+  // Commits the open group, if any, and reports its outcomes.
+  void EndGroup();
+  // A request on keys or leases, in the open group.
+  void ApplyInGroup(const kvstore::internal::InternalRaftRequest& r, uint64_t index);
+  // Any other request (compaction, alarm, membership), committed alone.
+  void ApplyAlone(const kvstore::internal::InternalRaftRequest& r, uint64_t index);
+
   // Applies `r` inside `txn`; on error the caller discards the transaction.
   ApplyResult ApplyRequest(const kvstore::internal::InternalRaftRequest& r, mvcc::WriteTxn& txn);
   absl::StatusOr<etcdserverpb::PutResponse> Put(const etcdserverpb::PutRequest& r,
@@ -84,7 +109,7 @@ class Applier : public StateMachine {
   // (if it was active); the new set is persisted in `txn` and given to the listener.
   absl::StatusOr<etcdserverpb::AlarmResponse> ApplyAlarm(const etcdserverpb::AlarmRequest& r,
                                                          mvcc::WriteTxn& txn);
-  // Commits `txn` recording `index`; reports its changes to the listener and the lessor.
+  // Commits a lone `txn` recording `index`.
   void Commit(mvcc::WriteTxn& txn, uint64_t index);
   void CommitIndexOnly(uint64_t index);
   // A configuration change entry: its context (a MemberChange) goes to the listener.
@@ -93,6 +118,9 @@ class Applier : public StateMachine {
   mvcc::MvccStore* const store_;
   Lessor* const lessor_;
   ApplyListener* const listener_;
+  // Within one Apply() call only.
+  std::unique_ptr<mvcc::WriteGroup> group_;
+  std::vector<Outcome> outcomes_;
 };
 
 }  // namespace kvstore::server

@@ -280,8 +280,11 @@ void RaftDriver::RunOnce() {
     if (send_at == SendAt::kAfterSave) SendMessages(std::move(rd.messages));
     const uint64_t already = sm_->AppliedIndex();
     const absl::Time apply_start = clock_->Now();
-    for (const raft::Entry& e : rd.committed_entries) {
-      if (e.index > already) sm_->Apply(e);
+    const auto fresh =
+        std::find_if(rd.committed_entries.begin(), rd.committed_entries.end(),
+                     [already](const raft::Entry& e) { return e.index > already; });
+    if (fresh != rd.committed_entries.end()) {
+      sm_->Apply(absl::MakeConstSpan(&*fresh, rd.committed_entries.end() - fresh));
     }
     if (m != nullptr && !rd.committed_entries.empty()) {
       m->apply_seconds->ObserveDuration(clock_->Now() - apply_start);

@@ -41,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "common/clock.h"
 #include "kvstore/raft/node.h"
 #include "kvstore/server/server_metrics.h"
@@ -52,9 +53,11 @@ namespace kvstore::server {
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
-  // Applies one committed entry: normal entries (including the leader's empty no-ops) and
-  // configuration changes, which the driver has already handed to the core.
-  virtual void Apply(const raft::Entry& e) = 0;
+  // Applies committed entries, in index order, all those of one Ready that it does not
+  // hold yet: normal entries (including the leader's empty no-ops) and configuration
+  // changes, which the driver has already handed to the core. Their effects must be
+  // visible (and AppliedIndex() moved) when it returns.
+  virtual void Apply(absl::Span<const raft::Entry> entries) = 0;
   // The index up to which the state machine's effects are already durable; entries up to
   // it are not applied again after a restart.
   virtual uint64_t AppliedIndex() const = 0;

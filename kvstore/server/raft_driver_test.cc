@@ -20,10 +20,12 @@ namespace {
 // Records what is applied; its "durable" applied index is whatever a test says.
 class RecordingStateMachine : public StateMachine {
  public:
-  void Apply(const raft::Entry& e) override {
+  void Apply(absl::Span<const raft::Entry> entries) override {
     absl::MutexLock l(&mu_);
-    if (!e.data.empty()) applied_.push_back(e.data);
-    last_ = e.index;
+    for (const raft::Entry& e : entries) {
+      if (!e.data.empty()) applied_.push_back(e.data);
+      last_ = e.index;
+    }
   }
   uint64_t AppliedIndex() const override {
     absl::MutexLock l(&mu_);
@@ -174,11 +176,13 @@ TEST_F(RaftDriverTest, RestartReplaysOnlyWhatTheStateMachineLacks) {
 class FlushingStateMachine : public StateMachine, public Snapshotter {
  public:
   explicit FlushingStateMachine(uint64_t durable = 0) : last_(durable), durable_(durable) {}
-  void Apply(const raft::Entry& e) override {
+  void Apply(absl::Span<const raft::Entry> entries) override {
     absl::MutexLock l(&mu_);
-    EXPECT_EQ(e.index, last_ + 1);
-    if (!e.data.empty()) applied_.push_back(e.data);
-    last_ = e.index;
+    for (const raft::Entry& e : entries) {
+      EXPECT_EQ(e.index, last_ + 1);
+      if (!e.data.empty()) applied_.push_back(e.data);
+      last_ = e.index;
+    }
   }
   uint64_t AppliedIndex() const override {
     absl::MutexLock l(&mu_);
