@@ -20,8 +20,10 @@
 #   KV_BENCH_TMP=DIR      where both members keep their data (default /tmp; same disk for both)
 #   KV_BENCH_OUT=FILE     the markdown file (default docs/benchmarks-kv.md; "-" for none); a
 #                         hand-written part after the marker line (see the end) is kept
+#   KV_BENCH_ONLY=REGEX   only the cases (and failover) whose name matches, e.g. 'put-1'
 #   KV_BENCH_KEEP=1       keep the work directory (raw JSON results, server logs)
 #   ETCD=PATH             the etcd binary (default /usr/bin/etcd)
+#   ETCDCTL=PATH          etcdctl, to find the leader for put-1-leader (default /usr/bin/etcdctl)
 #
 # Each repetition starts each server afresh (new data directory, default heartbeat and
 # election settings), runs every case against it, and stops it; odd repetitions start with
@@ -33,6 +35,7 @@ BUILD=${KV_BENCH_BUILD:-$ROOT/build}
 KVBENCH=$BUILD/bin/kvbench
 KVSTORE=$BUILD/bin/kvstore
 ETCD=${ETCD:-/usr/bin/etcd}
+ETCDCTL=${ETCDCTL:-/usr/bin/etcdctl}
 QUICK=${KV_BENCH_QUICK:-0}
 if [[ $QUICK == 1 ]]; then
   REPS=${KV_BENCH_REPS:-3}
@@ -81,14 +84,31 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The cases: name, then kvbench flags (besides --endpoints, --duration and --json).
+# With several members, the single client's connection goes to the leader in one case and
+# to a follower in the other (a follower forwards the write: one more round trip).
+if ((MEMBERS > 1)); then
+  PUT1=("put-1-leader|--workload put --conns 1 --clients 1 --key-space 100000"
+    "put-1-follower|--workload put --conns 1 --clients 1 --key-space 100000")
+else
+  PUT1=("put-1|--workload put --conns 1 --clients 1 --key-space 100000")
+fi
 CASES=(
-  "put-1|--workload put --conns 1 --clients 1 --key-space 100000"
+  "${PUT1[@]}"
   "put-256|--workload put --conns 16 --clients 256 --key-space 100000"
   "get-linearizable|--workload get --conns 16 --clients 256 --key-space 10000"
   "get-serializable|--workload get-serializable --conns 16 --clients 256 --key-space 10000"
   "txn-cas|--workload txn-cas --conns 16 --clients 256 --key-space 1000"
   "watch-latency|--workload watch-latency --conns 4 --clients 16 --key-space 10000"
 )
+# KV_BENCH_ONLY: only the cases (and failover) whose name matches this extended regex.
+ONLY=${KV_BENCH_ONLY:-}
+if [[ -n $ONLY ]]; then
+  kept=()
+  for entry in "${CASES[@]}"; do
+    if [[ ${entry%%|*} =~ $ONLY ]]; then kept+=("$entry"); fi
+  done
+  CASES=("${kept[@]}")
+fi
 COMMON_FLAGS="--key-size 8 --val-size 256"
 
 free_ports() {
@@ -154,6 +174,30 @@ start_server() {
   done
 }
 
+# The client address of the leader (leader) or of a follower (follower), as
+# Maintenance.Status on every member tells.
+member_endpoint() {
+  local ep
+  for _ in $(seq 1 50); do
+    ep=$(ETCDCTL_API=3 "$ETCDCTL" --endpoints "$ENDPOINT" endpoint status -w json 2>/dev/null |
+      "$PYTHON" -c '
+import json, sys
+for s in json.load(sys.stdin):
+    st = s["Status"]
+    if (st["leader"] == st["header"]["member_id"]) == (sys.argv[1] == "leader"):
+        print(s["Endpoint"])
+        break
+' "$1" 2>/dev/null)
+    if [[ -n $ep ]]; then
+      echo "$ep"
+      return
+    fi
+    sleep 0.2
+  done
+  echo "kv_bench: no $1 found among $ENDPOINT" >&2
+  exit 1
+}
+
 stop_server() {
   local pid
   for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -176,13 +220,18 @@ server_cpu() {
 }
 
 run_server() {
-  local which=$1 rep=$2 entry name flags out rc cpu0 cpu1
+  local which=$1 rep=$2 entry name flags out rc cpu0 cpu1 endpoint
   local data=$WORK/$which-$rep
   start_server "$which" "$data" "$WORK/$which-$rep.log"
   for entry in "${CASES[@]}"; do
     name=${entry%%|*}
     flags=${entry#*|}
     out=""
+    endpoint=$ENDPOINT
+    case $name in
+      *-leader) endpoint=$(member_endpoint leader) ;;
+      *-follower) endpoint=$(member_endpoint follower) ;;
+    esac
     # The key space is written by a run of its own, so that the server's CPU time below
     # covers the measured operations only.
     if [[ $flags =~ --workload\ (get|get-serializable|txn-cas) ]]; then
@@ -196,7 +245,7 @@ run_server() {
     if [[ -z $out ]]; then
       cpu0=$(server_cpu)
       # shellcheck disable=SC2086
-      out=$("$KVBENCH" --endpoints "$ENDPOINT" $flags $COMMON_FLAGS --fill=false \
+      out=$("$KVBENCH" --endpoints "$endpoint" $flags $COMMON_FLAGS --fill=false \
         --duration "$DURATION" --json 2>>"$WORK/kvbench.err") && rc=0 || rc=$?
       cpu1=$(server_cpu)
       if [[ -z $out ]]; then out='{"failed": "kvbench printed nothing"}'; fi
@@ -206,7 +255,7 @@ run_server() {
     printf '  rep %d %-5s %-17s %s\n' "$rep" "$which" "$name" \
       "$("$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["failed"] if "failed" in d else "%.0f req/s, p99 %.2f ms, %d errors" % (d["throughput"], (d.get("watch") or d)["latency_ms"]["p99"], d["errors"]))' "$out")" >&2
   done
-  if ((MEMBERS > 1)); then
+  if ((MEMBERS > 1)) && [[ -z $ONLY || failover =~ $ONLY ]]; then
     out=$(/usr/bin/python3 "$ROOT/test/bench/failover.py" --stubs "$STUBS" \
       --members "$MEMBER_LIST" 2>>"$WORK/kvbench.err") || out='{"failed": "failover.py failed"}'
     "$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], rep=int(sys.argv[3]), case="failover"); print(json.dumps(d))' \
@@ -403,7 +452,8 @@ means ours is faster. Latencies: ours/etcd below 1 means ours is faster.
 
 $TABLE
 
-Cases: \`put-1\` one client on one connection; \`put-256\` 256 clients over 16 connections
+Cases: \`put-1\` one client on one connection (with several members \`put-1-leader\` to the
+leader's address and \`put-1-follower\` to a follower's); \`put-256\` 256 clients over 16 connections
 (random keys among 100,000); \`get-linearizable\` and \`get-serializable\` one random key of
 10,000 written beforehand, 256 clients over 16 connections; \`txn-cas\` a Range for the key's
 mod_revision then Txn(mod_revision equal, put), one operation being both calls, 256 clients
