@@ -236,8 +236,8 @@ ApplyResult Applier::ApplyRequest(const kvstore::internal::InternalRaftRequest& 
   return out;
 }
 
-absl::StatusOr<etcdserverpb::AlarmResponse> Applier::ApplyAlarm(
-    const etcdserverpb::AlarmRequest& r, mvcc::WriteTxn& txn) {
+absl::StatusOr<etcdserverpb::AlarmResponse> Applier::ApplyAlarm(const etcdserverpb::AlarmRequest& r,
+                                                                mvcc::WriteTxn& txn) {
   absl::StatusOr<std::vector<mvcc::AlarmRecord>> current = store_->Alarms();
   if (!current.ok()) return current.status();
   std::vector<mvcc::AlarmRecord> alarms = *std::move(current);
@@ -349,8 +349,7 @@ absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc
   };
   if (absl::Status s = check(r, *path); !s.ok()) return s;
   // Then the revisions of its ranges, as etcd orders the checks.
-  if (absl::Status s =
-          CheckTxnRanges(r, *path, txn.Revision(), store_->CompactedRevision());
+  if (absl::Status s = CheckTxnRanges(r, *path, txn.Revision(), store_->CompactedRevision());
       !s.ok()) {
     return s;
   }

@@ -280,9 +280,8 @@ void RaftDriver::RunOnce() {
     if (send_at == SendAt::kAfterSave) SendMessages(std::move(rd.messages));
     const uint64_t already = sm_->AppliedIndex();
     const absl::Time apply_start = clock_->Now();
-    const auto fresh =
-        std::find_if(rd.committed_entries.begin(), rd.committed_entries.end(),
-                     [already](const raft::Entry& e) { return e.index > already; });
+    const auto fresh = std::find_if(rd.committed_entries.begin(), rd.committed_entries.end(),
+                                    [already](const raft::Entry& e) { return e.index > already; });
     if (fresh != rd.committed_entries.end()) {
       sm_->Apply(absl::MakeConstSpan(&*fresh, rd.committed_entries.end() - fresh));
     }
@@ -340,8 +339,8 @@ void RaftDriver::InstallSnapshot(const raft::Snapshot& snap) {
   const absl::Time start = clock_->Now();
   if (absl::Status s = options_.snapshotter->Install(snap); !s.ok()) {
     // The log must not record a snapshot whose state the state machine lacks.
-    spdlog::critical("installing the snapshot at index {} failed, stopping: {}",
-                     snap.meta.index, s.ToString());
+    spdlog::critical("installing the snapshot at index {} failed, stopping: {}", snap.meta.index,
+                     s.ToString());
     std::abort();
   }
   spdlog::info("installed the snapshot at index {} (term {}) in {}", snap.meta.index,
@@ -394,9 +393,8 @@ void RaftDriver::MaybeSnapshot() {
   }
   // Never above the durable index: a crash may take the state machine back to it, and the
   // log must then hold everything after it.
-  const uint64_t compact = *durable > options_.catchup_entries
-                               ? *durable - options_.catchup_entries
-                               : 0;
+  const uint64_t compact =
+      *durable > options_.catchup_entries ? *durable - options_.catchup_entries : 0;
   if (compact >= log_->FirstIndex()) {
     if (absl::Status s = log_->Compact(compact); !s.ok()) {
       spdlog::error("compacting the raft log to {} failed: {}", compact, s.ToString());

@@ -229,9 +229,10 @@ std::unique_ptr<rocksdb::Iterator> MvccStore::NewIterator(
   return it;
 }
 
-absl::StatusOr<std::optional<KeyValue>> MvccStore::HistoryGet(
-    const rocksdb::Snapshot* snapshot, rocksdb::WriteBatchWithIndex* overlay, std::string_view key,
-    int64_t rev) const {
+absl::StatusOr<std::optional<KeyValue>> MvccStore::HistoryGet(const rocksdb::Snapshot* snapshot,
+                                                              rocksdb::WriteBatchWithIndex* overlay,
+                                                              std::string_view key,
+                                                              int64_t rev) const {
   const std::string prefix = HistoryKeyPrefix(key);
   const rocksdb::Slice lower(prefix);
   rocksdb::ReadOptions ro;

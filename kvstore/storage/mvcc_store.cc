@@ -59,7 +59,6 @@ class InsertHintTransform : public rocksdb::SliceTransform {
   bool InDomain(const rocksdb::Slice&) const override { return true; }
 };
 
-
 constexpr absl::string_view kErrorPayloadUrl = "type.googleapis.com/kvstore.mvcc.Error";
 constexpr absl::string_view kCompactedTag = "compacted";
 constexpr absl::string_view kFutureRevisionTag = "future_revision";
@@ -135,8 +134,8 @@ absl::StatusOr<RangeResult> WriteTxn::Range(std::string_view key, std::string_vi
   if (rev < store->CompactedRevision()) return CompactedError();
   // The snapshot holds the store as the group began; the batch lifts it to `current`, and
   // holds the history of the revisions in between.
-  absl::StatusOr<RangeResult> result = store->RangeAt(
-      group_->snapshot_.get(), group_->batch_.get(), rev == current, rev, key, range_end, options);
+  absl::StatusOr<RangeResult> result = store->RangeAt(group_->snapshot_.get(), group_->batch_.get(),
+                                                      rev == current, rev, key, range_end, options);
   if (result.ok()) result->revision = current;
   return result;
 }
@@ -199,9 +198,8 @@ absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key
   // Everything live as this transaction sees it: the snapshot plus its group's batch.
   rocksdb::WriteBatchWithIndex* batch = group_->batch_.get();
   const int64_t current = Revision();
-  absl::StatusOr<RangeResult> live =
-      group_->store_->RangeAt(group_->snapshot_.get(), batch, /*use_latest=*/true, current, key,
-                              range_end, RangeOptions{});
+  absl::StatusOr<RangeResult> live = group_->store_->RangeAt(
+      group_->snapshot_.get(), batch, /*use_latest=*/true, current, key, range_end, RangeOptions{});
   if (!live.ok()) return error_ = live.status();
 
   for (const KeyValue& prev : live->kvs) {
@@ -340,8 +338,7 @@ absl::StatusOr<std::unique_ptr<MvccStore>> MvccStore::Open(const std::string& di
   }
   absl::StatusOr<std::unique_ptr<rocksdb::DB>> db = OpenDb(dir);
   if (!db.ok()) return db.status();
-  std::unique_ptr<MvccStore> store =
-      absl::WrapUnique(new MvccStore(dir, options, std::move(*db)));
+  std::unique_ptr<MvccStore> store = absl::WrapUnique(new MvccStore(dir, options, std::move(*db)));
   absl::Status loaded = store->LoadMeta();
   if (!loaded.ok()) return loaded;
   return store;
@@ -360,8 +357,7 @@ absl::StatusOr<std::unique_ptr<rocksdb::DB>> MvccStore::OpenDb(const std::string
   // Most inserts land next to the last one with the same hint prefix (key_codec.h): the
   // memtable finds the spot from there instead of searching from the top each time, which
   // halves what applying a put costs once the memtable is large.
-  db_options.memtable_insert_with_hint_prefix_extractor =
-      std::make_shared<InsertHintTransform>();
+  db_options.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintTransform>();
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, dir, &raw);
@@ -410,8 +406,8 @@ absl::Status MvccStore::ReplaceWith(const std::string& checkpoint_dir) {
     }
   }
   absl::Status replaced =
-      ec ? absl::InternalError(absl::StrCat("mvcc: cannot move ", checkpoint_dir, " to ", dir_,
-                                            ": ", ec.message()))
+      ec ? absl::InternalError(
+               absl::StrCat("mvcc: cannot move ", checkpoint_dir, " to ", dir_, ": ", ec.message()))
          : SyncDir(parent);
   absl::StatusOr<std::unique_ptr<rocksdb::DB>> db = OpenDb(dir_);
   if (replaced.ok()) replaced = db.status();

@@ -27,10 +27,10 @@
 //     in write batches of at most MvccStoreOptions::compaction_batch_size changes.
 //
 // Consistency: every write transaction, or group of them (WriteGroup), commits as one
-// rocksdb::WriteBatch (data, indexes, revision and applied index together). After each commit the store takes a RocksDB snapshot
-// and publishes it together with the new revision; every read works on one such (snapshot,
-// revision) pair, so it sees whole transactions only and never blocks on a writer.
-// Writes are not synced unless MvccStoreOptions::sync_writes, and may skip RocksDB's
+// rocksdb::WriteBatch (data, indexes, revision and applied index together). After each commit the
+// store takes a RocksDB snapshot and publishes it together with the new revision; every read works
+// on one such (snapshot, revision) pair, so it sees whole transactions only and never blocks on a
+// writer. Writes are not synced unless MvccStoreOptions::sync_writes, and may skip RocksDB's
 // write-ahead log (MvccStoreOptions::use_wal): the Raft log is the durable record, and
 // AppliedIndex() tells the server where to resume replaying it after a crash.
 #ifndef KVSTORE_STORAGE_MVCC_STORE_H_
@@ -267,8 +267,7 @@ class WriteGroup {
  private:
   friend class MvccStore;
   friend class WriteTxn;
-  WriteGroup(MvccStore* store, int64_t revision,
-             std::shared_ptr<const rocksdb::Snapshot> snapshot);
+  WriteGroup(MvccStore* store, int64_t revision, std::shared_ptr<const rocksdb::Snapshot> snapshot);
 
   // Releases the store's writer slot if this group still holds it.
   void Release();

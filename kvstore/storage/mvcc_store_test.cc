@@ -159,6 +159,16 @@ class MvccStoreTest : public testing::Test {
     return r.ok() ? *r : RangeResult{};
   }
 
+  // A thread that writes b=1 in a lone transaction, setting *began once it has the writer.
+  std::thread PutBFromAnotherThread(std::atomic<bool>* began) {
+    return std::thread([this, began] {
+      WriteTxn txn = store_->BeginWrite();
+      *began = true;
+      EXPECT_TRUE(txn.Put("b", "1").ok());
+      EXPECT_TRUE(txn.End().ok());
+    });
+  }
+
   std::vector<std::string> Keys(const RangeResult& r) {
     std::vector<std::string> keys;
     for (const KeyValue& kv : r.kvs) keys.push_back(kv.key);
@@ -337,12 +347,7 @@ TEST_F(MvccStoreTest, AbandonedTxnChangesNothing) {
 TEST_F(MvccStoreTest, OnlyOneWriteTxnAtATime) {
   WriteTxn txn = store_->BeginWrite();
   std::atomic<bool> second_began{false};
-  std::thread other([&] {
-    WriteTxn second = store_->BeginWrite();
-    second_began = true;
-    EXPECT_TRUE(second.Put("b", "1").ok());
-    EXPECT_TRUE(second.End().ok());
-  });
+  std::thread other = PutBFromAnotherThread(&second_began);
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_FALSE(second_began);
   ASSERT_TRUE(txn.Put("a", "1").ok());
@@ -481,12 +486,7 @@ TEST_F(MvccStoreTest, DestroyedGroupDiscardsEverythingAndFreesTheWriter) {
 TEST_F(MvccStoreTest, GroupHoldsTheWriterSlotUntilItEnds) {
   std::unique_ptr<WriteGroup> group = store_->BeginGroup();
   std::atomic<bool> lone_began{false};
-  std::thread other([&] {
-    WriteTxn lone = store_->BeginWrite();
-    lone_began = true;
-    EXPECT_TRUE(lone.Put("b", "1").ok());
-    EXPECT_TRUE(lone.End().ok());
-  });
+  std::thread other = PutBFromAnotherThread(&lone_began);
   {
     WriteTxn t = group->BeginWrite();
     ASSERT_TRUE(t.Put("a", "1").ok());
@@ -1454,8 +1454,8 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
       auto it = state.find(k);
       got = txn.Range(k, "", RangeOptions{.revision = rev_read});
       ASSERT_TRUE(got.ok()) << got.status();
-      ASSERT_EQ(got->kvs, it == state.end() ? std::vector<KeyValue>{}
-                                            : std::vector<KeyValue>{it->second});
+      ASSERT_EQ(got->kvs,
+                it == state.end() ? std::vector<KeyValue>{} : std::vector<KeyValue>{it->second});
     }
     if (drop) continue;
     ASSERT_OK(txn.End());
