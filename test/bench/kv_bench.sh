@@ -25,9 +25,10 @@
 #   ETCD=PATH             the etcd binary (default /usr/bin/etcd)
 #   ETCDCTL=PATH          etcdctl, to find the leader for put-1-leader (default /usr/bin/etcdctl)
 #
-# Each repetition starts each server afresh (new data directory, default heartbeat and
-# election settings), runs every case against it, and stops it; odd repetitions start with
-# ours, even ones with etcd. Ports are picked free at run time on 127.0.0.1. Never part of CI.
+# Each repetition starts both servers afresh (new data directories, default heartbeat and
+# election settings), runs every case against one and then the other (ours first in odd
+# repetitions, etcd first in even ones), times failover on each, and stops them. Ports are
+# picked free at run time on 127.0.0.1. Never part of CI.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -69,11 +70,13 @@ done
 WORK=$(mktemp -d "${KV_BENCH_TMP:-/tmp}/kv-bench.XXXXXX")
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
-SERVER_PIDS=()
+# Per server (ours, etcd): its members' pids (space-separated), client addresses
+# (comma-separated) and endpoint=pid list.
+declare -A PIDS=([ours]="" [etcd]="") ENDPOINTS=() MEMBER_LISTS=()
 
 cleanup() {
   local pid
-  for pid in "${SERVER_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in ${PIDS[ours]} ${PIDS[etcd]}; do kill -KILL "$pid" 2>/dev/null || true; done
   if [[ ${KV_BENCH_KEEP:-0} == 1 ]]; then
     echo "kv_bench: results and logs kept in $WORK" >&2
   else
@@ -123,19 +126,17 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# start_server ours|etcd DATA_DIR LOG -> sets SERVER_PIDS, ENDPOINT (all members' client
-# addresses, comma-separated) and MEMBER_LIST (endpoint=pid,...)
+# start_server ours|etcd DATA_DIR LOG -> sets PIDS, ENDPOINTS and MEMBER_LISTS of it
 start_server() {
-  local which=$1 data=$2 log=$3 i ports initial="" eps=() peers=()
+  local which=$1 data=$2 log=$3 i ports initial="" eps=() peers=() pids=()
   read -r -a ports <<<"$(free_ports $((2 * MEMBERS)))"
   for ((i = 0; i < MEMBERS; i++)); do
     eps+=("127.0.0.1:${ports[2 * i]}")
     peers+=("http://127.0.0.1:${ports[2 * i + 1]}")
     initial+="${initial:+,}m$((i + 1))=${peers[i]}"
   done
-  ENDPOINT=$(IFS=,; echo "${eps[*]}")
-  SERVER_PIDS=()
-  MEMBER_LIST=""
+  ENDPOINTS[$which]=$(IFS=,; echo "${eps[*]}")
+  MEMBER_LISTS[$which]=""
   for ((i = 0; i < MEMBERS; i++)); do
     local flags=(--name "m$((i + 1))" --data-dir "$data/m$((i + 1))"
       --listen-client-urls "http://${eps[i]}" --advertise-client-urls "http://${eps[i]}"
@@ -147,15 +148,16 @@ start_server() {
       "$ETCD" "${flags[@]}" --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) \
         >"$log.m$((i + 1))" 2>&1 &
     fi
-    SERVER_PIDS+=($!)
-    MEMBER_LIST+="${MEMBER_LIST:+,}${eps[i]}=$!"
+    pids+=($!)
+    MEMBER_LISTS[$which]+="${MEMBER_LISTS[$which]:+,}${eps[i]}=$!"
   done
+  PIDS[$which]="${pids[*]}"
   # Ready once a read succeeds on every member, and still our processes (not someone
   # else's on those ports).
   for ((i = 0; i < MEMBERS; i++)); do
     local ready=0
     for _ in $(seq 1 150); do
-      if ! kill -0 "${SERVER_PIDS[i]}" 2>/dev/null; then
+      if ! kill -0 "${pids[i]}" 2>/dev/null; then
         echo "kv_bench: $which member m$((i + 1)) exited at start-up; log $log.m$((i + 1)):" >&2
         tail -5 "$log.m$((i + 1))" >&2
         exit 1
@@ -174,34 +176,34 @@ start_server() {
   done
 }
 
-# The client address of the leader (leader) or of a follower (follower), as
-# Maintenance.Status on every member tells.
+# member_endpoint ours|etcd leader|follower: the client address of that server's leader or
+# of one of its followers, as Maintenance.Status on every member tells.
 member_endpoint() {
   local ep
   for _ in $(seq 1 50); do
-    ep=$(ETCDCTL_API=3 "$ETCDCTL" --endpoints "$ENDPOINT" endpoint status -w json 2>/dev/null |
-      "$PYTHON" -c '
+    ep=$(ETCDCTL_API=3 "$ETCDCTL" --endpoints "${ENDPOINTS[$1]}" endpoint status -w json \
+      2>/dev/null | "$PYTHON" -c '
 import json, sys
 for s in json.load(sys.stdin):
     st = s["Status"]
     if (st["leader"] == st["header"]["member_id"]) == (sys.argv[1] == "leader"):
         print(s["Endpoint"])
         break
-' "$1" 2>/dev/null)
+' "$2" 2>/dev/null)
     if [[ -n $ep ]]; then
       echo "$ep"
       return
     fi
     sleep 0.2
   done
-  echo "kv_bench: no $1 found among $ENDPOINT" >&2
+  echo "kv_bench: $1 has no $2 among ${ENDPOINTS[$1]}" >&2
   exit 1
 }
 
 stop_server() {
   local pid
-  for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${SERVER_PIDS[@]}"; do
+  for pid in ${PIDS[$1]}; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in ${PIDS[$1]}; do
     for _ in $(seq 1 50); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.2
@@ -209,61 +211,60 @@ stop_server() {
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
     wait "$pid" 2>/dev/null || true
   done
-  SERVER_PIDS=()
+  PIDS[$1]=""
 }
 
-# CPU seconds the server processes have used so far (user + system, all members).
+# CPU seconds a server's members have used so far (user + system, all threads).
 server_cpu() {
   local pid files=()
-  for pid in "${SERVER_PIDS[@]}"; do files+=("/proc/$pid/stat"); done
+  for pid in ${PIDS[$1]}; do files+=("/proc/$pid/stat"); done
   awk -v hz="$(getconf CLK_TCK)" '{t += $14 + $15} END {printf "%.2f", t / hz}' "${files[@]}"
 }
 
-run_server() {
-  local which=$1 rep=$2 entry name flags out rc cpu0 cpu1 endpoint
-  local data=$WORK/$which-$rep
-  start_server "$which" "$data" "$WORK/$which-$rep.log"
-  for entry in "${CASES[@]}"; do
-    name=${entry%%|*}
-    flags=${entry#*|}
-    out=""
-    endpoint=$ENDPOINT
-    case $name in
-      *-leader) endpoint=$(member_endpoint leader) ;;
-      *-follower) endpoint=$(member_endpoint follower) ;;
-    esac
-    # The key space is written by a run of its own, so that the server's CPU time below
-    # covers the measured operations only.
-    if [[ $flags =~ --workload\ (get|get-serializable|txn-cas) ]]; then
-      # shellcheck disable=SC2086  # the flags are meant to split
-      if ! "$KVBENCH" --endpoints "$ENDPOINT" $flags $COMMON_FLAGS --fill-only \
-        >>"$WORK/kvbench.err" 2>&1; then
-        out='{"failed": "filling the key space failed (see kvbench.err)"}'
-        rc=1
-      fi
+# run_case ours|etcd REP CASE-ENTRY: one measured run of one case against one server.
+run_case() {
+  local which=$1 rep=$2 entry=$3 name flags out="" rc=0 cpu0 cpu1 endpoint
+  name=${entry%%|*}
+  flags=${entry#*|}
+  endpoint=${ENDPOINTS[$which]}
+  case $name in
+    *-leader) endpoint=$(member_endpoint "$which" leader) ;;
+    *-follower) endpoint=$(member_endpoint "$which" follower) ;;
+  esac
+  # The key space is written by a run of its own, so that the server's CPU time below
+  # covers the measured operations only.
+  if [[ $flags =~ --workload\ (get|get-serializable|txn-cas) ]]; then
+    # shellcheck disable=SC2086  # the flags are meant to split
+    if ! "$KVBENCH" --endpoints "${ENDPOINTS[$which]}" $flags $COMMON_FLAGS --fill-only \
+      >>"$WORK/kvbench.err" 2>&1; then
+      out='{"failed": "filling the key space failed (see kvbench.err)"}'
+      rc=1
     fi
-    if [[ -z $out ]]; then
-      cpu0=$(server_cpu)
-      # shellcheck disable=SC2086
-      out=$("$KVBENCH" --endpoints "$endpoint" $flags $COMMON_FLAGS --fill=false \
-        --duration "$DURATION" --json 2>>"$WORK/kvbench.err") && rc=0 || rc=$?
-      cpu1=$(server_cpu)
-      if [[ -z $out ]]; then out='{"failed": "kvbench printed nothing"}'; fi
-    fi
-    "$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], rep=int(sys.argv[3]), case=sys.argv[4], rc=int(sys.argv[5]), server_cpu_s=float(sys.argv[7])-float(sys.argv[6])); print(json.dumps(d))' \
-      "$out" "$which" "$rep" "$name" "$rc" "${cpu0:-0}" "${cpu1:-0}" >>"$RESULTS"
-    printf '  rep %d %-5s %-17s %s\n' "$rep" "$which" "$name" \
-      "$("$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["failed"] if "failed" in d else "%.0f req/s, p99 %.2f ms, %d errors" % (d["throughput"], (d.get("watch") or d)["latency_ms"]["p99"], d["errors"]))' "$out")" >&2
-  done
-  if ((MEMBERS > 1)) && [[ -z $ONLY || failover =~ $ONLY ]]; then
-    out=$(/usr/bin/python3 "$ROOT/test/bench/failover.py" --stubs "$STUBS" \
-      --members "$MEMBER_LIST" 2>>"$WORK/kvbench.err") || out='{"failed": "failover.py failed"}'
-    "$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], rep=int(sys.argv[3]), case="failover"); print(json.dumps(d))' \
-      "$out" "$which" "$rep" >>"$RESULTS"
-    printf '  rep %d %-5s %-17s %s\n' "$rep" "$which" failover "$out" >&2
   fi
-  stop_server
-  rm -rf "$data"
+  if [[ -z $out ]]; then
+    cpu0=$(server_cpu "$which")
+    # shellcheck disable=SC2086
+    out=$("$KVBENCH" --endpoints "$endpoint" $flags $COMMON_FLAGS --fill=false \
+      --duration "$DURATION" --json 2>>"$WORK/kvbench.err") && rc=0 || rc=$?
+    cpu1=$(server_cpu "$which")
+    if [[ -z $out ]]; then out='{"failed": "kvbench printed nothing"}'; fi
+  fi
+  "$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], rep=int(sys.argv[3]), case=sys.argv[4], rc=int(sys.argv[5]), server_cpu_s=float(sys.argv[7])-float(sys.argv[6])); print(json.dumps(d))' \
+    "$out" "$which" "$rep" "$name" "$rc" "${cpu0:-0}" "${cpu1:-0}" >>"$RESULTS"
+  printf '  rep %d %-5s %-17s %s\n' "$rep" "$which" "$name" \
+    "$("$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["failed"] if "failed" in d else "%.0f req/s, p99 %.2f ms, %d errors" % (d["throughput"], (d.get("watch") or d)["latency_ms"]["p99"], d["errors"]))' "$out")" >&2
+}
+
+# run_failover ours|etcd REP: SIGKILL the server's leader, time the first write through a
+# survivor.
+run_failover() {
+  local which=$1 rep=$2 out
+  out=$(/usr/bin/python3 "$ROOT/test/bench/failover.py" --stubs "$STUBS" \
+    --members "${MEMBER_LISTS[$which]}" 2>>"$WORK/kvbench.err") ||
+    out='{"failed": "failover.py failed"}'
+  "$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(server=sys.argv[2], rep=int(sys.argv[3]), case="failover"); print(json.dumps(d))' \
+    "$out" "$which" "$rep" >>"$RESULTS"
+  printf '  rep %d %-5s %-17s %s\n' "$rep" "$which" failover "$out" >&2
 }
 
 # The machine, for the record.
@@ -294,9 +295,19 @@ fi
 ETCD_VERSION=$("$ETCD" --version | sed -n 's/^etcd Version: //p')
 
 echo "kv_bench: $REPS repetitions, $DURATION per case, data under $WORK" >&2
+# Both servers run at once, and each case runs against one right after the other, so that
+# both see the machine in the same state (shared hosts change speed from minute to minute);
+# the idle one costs only its heartbeats.
 for rep in $(seq 1 "$REPS"); do
   if ((rep % 2 == 1)); then order="ours etcd"; else order="etcd ours"; fi
-  for which in $order; do run_server "$which" "$rep"; done
+  for which in $order; do start_server "$which" "$WORK/$which-$rep" "$WORK/$which-$rep.log"; done
+  for entry in "${CASES[@]}"; do
+    for which in $order; do run_case "$which" "$rep" "$entry"; done
+  done
+  if ((MEMBERS > 1)) && [[ -z $ONLY || failover =~ $ONLY ]]; then
+    for which in $order; do run_failover "$which" "$rep"; done
+  fi
+  for which in $order; do stop_server "$which"; done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -444,7 +455,8 @@ DOC=$(cat <<EOF
 
 Measured $STARTED on commit $COMMIT, against etcd $ETCD_VERSION (Debian's etcd-server).
 $REPS repetitions of $DURATION per case$QUICK_NOTE; each
-repetition starts both servers afresh, one after the other, odd repetitions ours first.
+repetition starts both servers afresh and runs each case against one right after the other
+(ours first in odd repetitions), so that both meet the machine in the same state.
 Clients spread their connections over every member (each connection goes to one member;
 followers forward writes and linearizable reads' ReadIndex to the leader).
 Throughput: successful operations per second, medians over the repetitions; ours/etcd above 1
