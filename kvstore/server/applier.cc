@@ -1,8 +1,10 @@
 #include "kvstore/server/applier.h"
 
 #include <algorithm>
+#include <string_view>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "kvstore/server/errors.h"
 #include "kvstore/server/range.h"
 #include "kvstore/server/txn.h"
@@ -22,6 +24,12 @@ namespace {
 bool InKeySpace(const kvstore::internal::InternalRaftRequest& r) {
   return !r.has_member_change() && !r.has_member_attr_set() && !r.has_compaction() &&
          !r.has_alarm();
+}
+
+// The store could not write: carrying on would let members diverge.
+[[noreturn]] void StopApplying(std::string_view what, const absl::Status& s) {
+  spdlog::critical("applying {} failed, stopping: {}", what, s.ToString());
+  std::abort();
 }
 
 // The store revision after the request goes into its response's header.
@@ -73,11 +81,7 @@ mvcc::WriteGroup& Applier::Group() {
 
 void Applier::EndGroup() {
   if (group_ == nullptr) return;
-  if (absl::Status s = group_->End(); !s.ok()) {
-    // The store could not write: carrying on would let members diverge.
-    spdlog::critical("applying raft entries failed, stopping: {}", s.ToString());
-    std::abort();
-  }
+  if (absl::Status s = group_->End(); !s.ok()) StopApplying("a group of raft entries", s);
   group_.reset();
   for (Outcome& o : std::exchange(outcomes_, {})) {
     if (!o.events.empty()) listener_->OnEvents(o.events, o.revision);
@@ -93,10 +97,7 @@ void Applier::ApplyInGroup(const kvstore::internal::InternalRaftRequest& r, uint
   group_->SetAppliedIndex(index);
   if (o.result.status.ok()) {
     o.events = txn.Changes();
-    if (absl::Status s = txn.End(); !s.ok()) {
-      spdlog::critical("applying raft entry {} failed, stopping: {}", index, s.ToString());
-      std::abort();
-    }
+    if (absl::Status s = txn.End(); !s.ok()) StopApplying(absl::StrCat("raft entry ", index), s);
     o.revision = txn.Revision();
     SetHeaderRevision(o.result, o.revision);
     // At once, not when the group commits: a later entry of the group (a revoke) must see
@@ -126,14 +127,12 @@ void Applier::ApplyAlone(const kvstore::internal::InternalRaftRequest& r, uint64
     result = Compact(r.compaction(), index);
     if (!result.status.ok()) CommitIndexOnly(index);
   } else {
-    mvcc::WriteTxn txn = store_->BeginWrite();
-    result = ApplyRequest(r, txn);
-    if (result.status.ok()) {
-      Commit(txn, index);
-    } else {
-      // A failed request's transaction is dropped here, with whatever it had written.
-      CommitIndexOnly(index);
-    }
+    {
+      mvcc::WriteTxn txn = store_->BeginWrite();
+      result = ApplyRequest(r, txn);
+      if (result.status.ok()) Commit(txn, index);
+    }  // a failed request's transaction is dropped here, with whatever it had written
+    if (!result.status.ok()) CommitIndexOnly(index);
   }
   if (result.status.ok()) SetHeaderRevision(result, store_->CurrentRevision());
   listener_->OnApplied(r.proposer(), r.id(), std::move(result));
@@ -173,11 +172,7 @@ ApplyResult Applier::Compact(const etcdserverpb::CompactionRequest& r, uint64_t 
 
 void Applier::Commit(mvcc::WriteTxn& txn, uint64_t index) {
   txn.SetAppliedIndex(index);
-  if (absl::Status s = txn.End(); !s.ok()) {
-    // The store could not write: carrying on would let members diverge.
-    spdlog::critical("applying raft entry {} failed, stopping: {}", index, s.ToString());
-    std::abort();
-  }
+  if (absl::Status s = txn.End(); !s.ok()) StopApplying(absl::StrCat("raft entry ", index), s);
 }
 
 ApplyResult Applier::ApplyRequest(const kvstore::internal::InternalRaftRequest& r,

@@ -183,6 +183,14 @@ std::vector<raft::Entry> MixedLog() {
     requests.push_back(r);
   }
   {
+    // An alarm request that fails (an action etcd does not know): dropped, alone.
+    InternalRaftRequest r;
+    r.mutable_alarm()->set_action(static_cast<etcdserverpb::AlarmRequest::AlarmAction>(7));
+    r.mutable_alarm()->set_memberid(1);
+    r.mutable_alarm()->set_alarm(etcdserverpb::NOSPACE);
+    requests.push_back(r);
+  }
+  {
     InternalRaftRequest r;
     r.mutable_lease_grant()->set_id(100);  // granted again after its revoke
     r.mutable_lease_grant()->set_ttl(60);
@@ -238,6 +246,8 @@ TEST_F(ApplierTest, OneCallPerEntryGivesTheExpectedOutcomes) {
   EXPECT_TRUE(has("compaction scheduled"));
   EXPECT_TRUE(has("attr m1"));
   EXPECT_TRUE(has("alarms 1"));
+  EXPECT_TRUE(has("applied 1/14 INVALID_ARGUMENT: etcdserver: invalid alarm request -"))
+      << testing::PrintToString(got);
   // The txn took its success branch and read "a" as the revision before had it.
   bool txn_read_old_a = false;
   for (const std::string& line : got) {

@@ -250,9 +250,10 @@ void RaftDriver::RunOnce() {
     // its own (Raft thesis 10.2.1). Safe because the core counts the leader's copy toward a
     // quorum only once Advance() reports it persisted, and a leader's messages never
     // acknowledge anything of its own log. A leader's Ready without new entries (commit
-    // news, heartbeats) is sent after its entries are applied instead: the clients waiting
-    // for those come first (a state machine that changes the transport while applying
-    // must wait for after_ready). Anyone else must save before sending: its answers
+    // news, heartbeats) is sent after its entries are applied instead, so that applying,
+    // which its waiting clients need, does not wait behind those writes (the replies go
+    // out in after_ready; answering a lone one before the writes measured no faster). A
+    // state machine that changes the transport while applying must wait for after_ready. Anyone else must save before sending: its answers
     // (votes, appends acknowledged) promise what is on its disk.
     enum class SendAt { kBeforeSave, kAfterSave, kAfterApply };
     const SendAt send_at = node_->raft().role() != raft::Role::kLeader ? SendAt::kAfterSave
