@@ -63,25 +63,65 @@ def die_with_parent(cmd):
 # and the member could not listen on it again when it restarts.
 PORT_RANGE = (29500, 32768)
 _port_rng = random.Random()  # its own: tests seed the global one
+# Every port this process has handed out. Two members of one test (ours and etcd side by
+# side) must never get the same port: the second could not listen, and the first would
+# answer the second's health check and then all of its requests.
+_handed_out = set()
 
 
 def free_ports(n):
     """n distinct ports outside the ephemeral range that were free on 127.0.0.1 a moment
-    ago."""
+    ago and that this process has not handed out before."""
     socks = []
     try:
         while len(socks) < n:
+            port = _port_rng.randrange(*PORT_RANGE)
+            if port in _handed_out:
+                continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
-                s.bind(("127.0.0.1", _port_rng.randrange(*PORT_RANGE)))
+                s.bind(("127.0.0.1", port))
             except OSError:
                 s.close()
                 continue
             socks.append(s)
+            _handed_out.add(port)
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
+
+
+def listens_on(pid, port):
+    """Whether process pid holds a socket listening on TCP port `port` (Linux /proc).
+    Another process can hold a port that was free when it was chosen (a member of
+    another test running at the same time): then the member exits, but until it does, a
+    health check on that port reaches someone else."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local, state, inode = fields[1], fields[3], fields[9]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                        inodes.add(f"socket:[{inode}]")
+        except OSError:
+            return False
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def retry(what, fn, timeout, interval=0.05):
@@ -271,14 +311,19 @@ class Member:
                     pass
                 with grpc.insecure_channel(self.endpoint) as ch:
                     ch.unary_unary("/etcdserverpb.KV/Range")(_HEALTH_RANGE, timeout=2.0)
-                return
+                if self._owns_client_port():
+                    return
+                last = f"port {self.client_port} is held by another process"
             except OSError as e:
                 last = str(e)
             except grpc.RpcError as e:
-                if e.details() == LEARNER_ERROR:
+                if e.details() == LEARNER_ERROR and self._owns_client_port():
                     return
                 last = f"{e.code()}: {e.details()}"
             time.sleep(0.05)
+
+    def _owns_client_port(self):
+        return listens_on(self.proc.pid, self.client_port)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
