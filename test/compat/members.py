@@ -72,6 +72,8 @@ _handed_out = set()
 def free_ports(n):
     """n distinct ports outside the ephemeral range that were free on 127.0.0.1 a moment
     ago and that this process has not handed out before."""
+    if len(_handed_out) + n > (PORT_RANGE[1] - PORT_RANGE[0]) // 2:
+        raise MemberError(f"this test has used {len(_handed_out)} ports; no more to hand out")
     socks = []
     try:
         while len(socks) < n:
