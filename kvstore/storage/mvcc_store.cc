@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -67,6 +68,13 @@ absl::Status TaggedOutOfRange(absl::string_view message, absl::string_view tag) 
   absl::Status s = absl::OutOfRangeError(message);
   s.SetPayload(kErrorPayloadUrl, absl::Cord(tag));
   return s;
+}
+
+KeyMetadata MetadataOf(const KeyValue& kv) {
+  return KeyMetadata{.create_revision = kv.create_revision,
+                     .mod_revision = kv.mod_revision,
+                     .version = kv.version,
+                     .lease = kv.lease};
 }
 
 bool HasTag(const absl::Status& s, absl::string_view tag) {
@@ -146,20 +154,18 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
   if (!error_.ok()) return error_;
 
   rocksdb::WriteBatchWithIndex* batch = group_->batch_.get();
-  rocksdb::ReadOptions ro;
-  ro.snapshot = group_->snapshot_.get();
   const std::string latest_key = LatestKey(key);
-  std::string raw;
-  rocksdb::Status s = batch->GetFromBatchAndDB(group_->store_->db_.get(), ro, latest_key, &raw);
-  std::optional<KeyValue> prev;
-  if (s.ok()) {
-    prev.emplace();
+  rocksdb::Status s;
+  std::optional<KeyValue> prev = LiveVersion(key);
+  if (prev && group_->options_.prev_values) {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = group_->snapshot_.get();
+    std::string raw;
+    s = batch->GetFromBatchAndDB(group_->store_->db_.get(), ro, latest_key, &raw);
+    if (!s.ok()) return error_ = FromRocks(s, "reading the previous version");
     if (!DecodeKeyValueBody(raw, /*keys_only=*/false, &*prev)) {
       return error_ = Corrupt("latest value", latest_key);
     }
-    prev->key = std::string(key);
-  } else if (!s.IsNotFound()) {
-    return error_ = FromRocks(s, "reading the previous version");
   }
 
   const mvcc::Revision rev{begin_revision_ + 1, static_cast<int64_t>(changes_.size())};
@@ -188,6 +194,27 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
 
   changes_.push_back(Event{.type = Event::Type::kPut, .kv = std::move(kv), .prev_kv = prev});
   return prev;
+}
+
+std::optional<KeyValue> WriteTxn::LiveVersion(std::string_view key) const {
+  // This transaction's own changes, then the group's, then the store's.
+  std::optional<KeyMetadata> m;
+  if (auto own = std::find_if(changes_.rbegin(), changes_.rend(),
+                              [key](const Event& e) { return e.kv.key == key; });
+      own != changes_.rend()) {
+    if (own->type == Event::Type::kPut) m = MetadataOf(own->kv);
+  } else if (auto grouped = group_->changed_.find(Absl(key)); grouped != group_->changed_.end()) {
+    m = grouped->second;
+  } else if (auto live = group_->store_->live_.find(Absl(key));
+             live != group_->store_->live_.end()) {
+    m = live->second;
+  }
+  if (!m) return std::nullopt;
+  return KeyValue{.key = std::string(key),
+                  .create_revision = m->create_revision,
+                  .mod_revision = m->mod_revision,
+                  .version = m->version,
+                  .lease = m->lease};
 }
 
 absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key,
@@ -247,6 +274,14 @@ absl::Status WriteTxn::End() {
   }
   group_->revision_ = Revision();
   if (applied_index_) group_->applied_index_ = applied_index_;
+  for (const Event& e : changes_) {
+    std::optional<KeyMetadata>& m = group_->changed_[e.kv.key];
+    if (e.type == Event::Type::kPut) {
+      m = MetadataOf(e.kv);
+    } else {
+      m.reset();
+    }
+  }
   if (owned_group_ == nullptr) {
     Release(/*keep=*/true);
     return absl::OkStatus();
@@ -272,9 +307,10 @@ absl::Status WriteTxn::SetAlarms(const std::vector<AlarmRecord>& alarms) {
 
 // --- WriteGroup --------------------------------------------------------------------------
 
-WriteGroup::WriteGroup(MvccStore* store, int64_t revision,
+WriteGroup::WriteGroup(MvccStore* store, const GroupOptions& options, int64_t revision,
                        std::shared_ptr<const rocksdb::Snapshot> snapshot)
     : store_(store),
+      options_(options),
       begin_revision_(revision),
       revision_(revision),
       snapshot_(std::move(snapshot)),
@@ -474,6 +510,21 @@ absl::Status MvccStore::LoadMeta() {
   absl::StatusOr<uint64_t> finished = read_u64(kMetaCompactFinished, 0);
   if (!finished.ok()) return finished.status();
 
+  live_.clear();
+  const std::string latest_end = KeySpaceEnd(kLatestPrefix);
+  const rocksdb::Slice latest_end_slice(latest_end);
+  rocksdb::ReadOptions scan;
+  scan.iterate_upper_bound = &latest_end_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan));
+  for (it->Seek(std::string(1, kLatestPrefix)); it->Valid(); it->Next()) {
+    KeyValue kv;
+    if (!DecodeKeyValueBody(View(it->value()), /*keys_only=*/true, &kv)) {
+      return Corrupt("latest value", View(it->key()));
+    }
+    live_.emplace(LatestUserKey(View(it->key())), MetadataOf(kv));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "reading the live keys");
+
   std::shared_ptr<const rocksdb::Snapshot> snapshot = TakeSnapshot();
   absl::MutexLock l(&mu_);
   current_revision_ = static_cast<int64_t>(*revision);
@@ -524,10 +575,10 @@ WriteTxn MvccStore::BeginWrite() {
   return WriteTxn(g, std::move(group));
 }
 
-std::unique_ptr<WriteGroup> MvccStore::BeginGroup() {
+std::unique_ptr<WriteGroup> MvccStore::BeginGroup(const GroupOptions& options) {
   absl::MutexLock l(&mu_, absl::Condition(this, &MvccStore::WriterFree));
   writer_active_ = true;
-  return absl::WrapUnique(new WriteGroup(this, current_revision_, snapshot_));
+  return absl::WrapUnique(new WriteGroup(this, options, current_revision_, snapshot_));
 }
 
 void MvccStore::ReleaseWriter() {
@@ -552,6 +603,13 @@ absl::Status MvccStore::Commit(WriteGroup* group) {
   const rocksdb::WriteOptions wo = WriteOpts();
   s = db_->Write(wo, batch);
   if (!s.ok()) return FromRocks(s, "committing a write transaction");
+  for (auto& [key, m] : group->changed_) {
+    if (m) {
+      live_.insert_or_assign(key, *m);
+    } else {
+      live_.erase(key);
+    }
+  }
 
   std::shared_ptr<const rocksdb::Snapshot> snapshot = changed ? TakeSnapshot() : nullptr;
   absl::MutexLock l(&mu_);

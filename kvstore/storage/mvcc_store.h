@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -82,6 +83,14 @@ struct MvccStoreOptions {
   // Changes examined per compaction write batch: bounds how long one step takes and how much
   // one batch holds.
   int compaction_batch_size = 10000;
+};
+
+struct GroupOptions {
+  // Whether each Put reads the value it replaces, for what it returns and for its change's
+  // prev_kv. Without, those carry the replaced version's every field but the value (left
+  // empty), and a put costs no read of the store: the metadata of every live key is in
+  // memory. The server reads values only when a watcher wants prev_kv.
+  bool prev_values = true;
 };
 
 struct RangeOptions {
@@ -157,6 +166,14 @@ struct LeaseKey {
 class MvccStore;
 class WriteGroup;
 
+// A live key's latest version without its key and value, as the store keeps it in memory.
+struct KeyMetadata {
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+  int64_t version = 0;
+  int64_t lease = kNoLease;
+};
+
 // One write transaction: all its changes become one revision (or none, if it changes
 // nothing). Reads through it see its own earlier changes, as etcd's TxnWrite does.
 // Begun by MvccStore::BeginWrite() it commits alone: End() writes it. Begun by
@@ -180,7 +197,8 @@ class WriteTxn {
                                     const RangeOptions& options = {});
 
   // Puts `value` under `key` attached to `lease` (kNoLease for none). Returns the version it
-  // replaces, if the key was live (for prev_kv).
+  // replaces, if the key was live (for prev_kv); without its value if the group was begun
+  // without GroupOptions::prev_values.
   absl::StatusOr<std::optional<KeyValue>> Put(std::string_view key, std::string_view value,
                                               int64_t lease = kNoLease);
 
@@ -225,6 +243,9 @@ class WriteTxn {
 
   // Gives the group back, without this transaction's changes if it did not end well.
   void Release(bool keep);
+  // What `key` is as this transaction sees it, from memory: the metadata of its live
+  // version (value empty), or nullopt if it is not live.
+  std::optional<KeyValue> LiveVersion(std::string_view key) const;
 
   // Null once ended.
   WriteGroup* group_;
@@ -267,13 +288,15 @@ class WriteGroup {
  private:
   friend class MvccStore;
   friend class WriteTxn;
-  WriteGroup(MvccStore* store, int64_t revision, std::shared_ptr<const rocksdb::Snapshot> snapshot);
+  WriteGroup(MvccStore* store, const GroupOptions& options, int64_t revision,
+             std::shared_ptr<const rocksdb::Snapshot> snapshot);
 
   // Releases the store's writer slot if this group still holds it.
   void Release();
 
   // Null once ended.
   MvccStore* store_;
+  const GroupOptions options_;
   // The store's revision when the group began, and after its ended transactions.
   const int64_t begin_revision_;
   int64_t revision_;
@@ -282,6 +305,9 @@ class WriteGroup {
   std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
   std::optional<uint64_t> applied_index_;
   bool txn_open_ = false;
+  // The keys its ended transactions changed: each one's live version (value empty), or
+  // nullopt if they deleted it. The store's in-memory index takes them at commit.
+  absl::flat_hash_map<std::string, std::optional<KeyMetadata>> changed_;
 };
 
 // The MVCC key space of one member, persisted in its own RocksDB directory.
@@ -322,7 +348,7 @@ class MvccStore {
   // REQUIRES: the calling thread holds no other WriteTxn or WriteGroup of this store.
   WriteTxn BeginWrite();
   // Starts a group of write transactions that commit together; blocks as BeginWrite().
-  std::unique_ptr<WriteGroup> BeginGroup();
+  std::unique_ptr<WriteGroup> BeginGroup(const GroupOptions& options = {});
 
   // The changes in revisions [start_rev, end_rev) to keys in the range (range_end as in
   // Range), in revision order. end_rev <= 0 or past the current revision means up to and
@@ -408,6 +434,7 @@ class MvccStore {
 
   // Opens the RocksDB database in `dir`.
   static absl::StatusOr<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& dir);
+  // Reads the metadata and builds live_ from the latest key space.
   absl::Status LoadMeta();
   rocksdb::WriteOptions WriteOpts() const;
   std::shared_ptr<const rocksdb::Snapshot> TakeSnapshot();
@@ -463,6 +490,12 @@ class MvccStore {
 
   // History below this revision is physically gone (compaction at it has finished).
   int64_t finished_compaction_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Every live key's latest version as committed, without its value: how a put learns
+  // what it replaces without reading the store (as etcd's in-memory key index). Touched
+  // only by the writer's thread (commits, ReplaceWith) and at Open. About 80 bytes plus
+  // the key per live key.
+  absl::flat_hash_map<std::string, KeyMetadata> live_;
 
   // Serializes RunCompaction(), which holds it while it works; acquired before mu_.
   absl::Mutex compaction_mu_ ABSL_ACQUIRED_BEFORE(mu_);

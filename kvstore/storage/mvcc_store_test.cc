@@ -1144,15 +1144,29 @@ TEST_F(MvccStoreTest, ReplaceWithSwapsInACheckpointUnderConcurrentReaders) {
   EXPECT_EQ(all->count, 50);
   EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/copy"));
   EXPECT_FALSE(std::filesystem::exists(DbDir() + ".old"));
-  Put("b", "1");
+  // Puts know the new store's keys, and no longer the old one's.
+  {
+    std::unique_ptr<WriteGroup> group = store_->BeginGroup(GroupOptions{.prev_values = false});
+    WriteTxn txn = group->BeginWrite();
+    absl::StatusOr<std::optional<KeyValue>> replaced = txn.Put("k7", "w");
+    ASSERT_TRUE(replaced.ok()) << replaced.status();
+    EXPECT_EQ(*replaced, Kv("k7", "", 9, 9, 1));
+    replaced = txn.Put("a", "2");
+    ASSERT_TRUE(replaced.ok()) << replaced.status();
+    EXPECT_EQ(*replaced, std::nullopt);
+    txn.SetAppliedIndex(501);
+    ASSERT_OK(txn.End());
+    ASSERT_OK(group->End());
+  }
   Reopen();
   EXPECT_EQ(store_->CurrentRevision(), 52);
+  EXPECT_EQ(Get("k7").kvs, std::vector<KeyValue>{Kv("k7", "w", 9, 52, 2)});
 
   // A replacement that does not open leaves the store as it was.
   std::filesystem::create_directories(dir_.path() + "/garbage/CURRENT");
   EXPECT_FALSE(store_->ReplaceWith(dir_.path() + "/garbage").ok());
   EXPECT_EQ(store_->CurrentRevision(), 52);
-  EXPECT_EQ(store_->AppliedIndex(), 500u);
+  EXPECT_EQ(store_->AppliedIndex(), 501u);
 }
 
 TEST_F(MvccStoreTest, OpenFinishesOrUndoesAnInterruptedReplacement) {
@@ -1385,13 +1399,18 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
   auto random_key = [&] { return keys[rng() % keys.size()]; };
   Model model;
 
-  // Transactions commit alone or in groups of up to five; some in groups are dropped.
+  // Transactions commit alone or in groups of up to five; some in groups are dropped. A
+  // group may skip reading replaced values. The store reopens now and then, and must know
+  // its live keys again.
   std::unique_ptr<WriteGroup> group;
+  bool prev_values = true;
   int group_left = 0;
   int64_t published = model.revision();
   for (int i = 0; i < 200; ++i) {
+    if (group == nullptr && i % 50 == 49) Reopen();
     if (group == nullptr && rng() % 2 == 0) {
-      group = store_->BeginGroup();
+      prev_values = rng() % 2 == 0;
+      group = store_->BeginGroup(GroupOptions{.prev_values = prev_values});
       group_left = 1 + static_cast<int>(rng() % 5);
     }
     WriteTxn txn = group != nullptr ? group->BeginWrite() : store_->BeginWrite();
@@ -1425,6 +1444,7 @@ TEST_F(MvccStoreTest, RandomHistoryMatchesAModelAtEveryRevision) {
         const int64_t lease = rng() % 2;
         std::optional<KeyValue> prev;
         if (auto it = next.find(key); it != next.end()) prev = it->second;
+        if (prev && group != nullptr && !prev_values) prev->value.clear();
         KeyValue kv{.key = key,
                     .create_revision = prev ? prev->create_revision : rev,
                     .mod_revision = rev,
