@@ -75,7 +75,10 @@ void Applier::Apply(absl::Span<const raft::Entry> entries) {
 }
 
 mvcc::WriteGroup& Applier::Group() {
-  if (group_ == nullptr) group_ = store_->BeginGroup();
+  if (group_ == nullptr) {
+    group_prev_values_ = listener_->WantsPrevValues();
+    group_ = store_->BeginGroup(mvcc::GroupOptions{.prev_values = group_prev_values_});
+  }
   return *group_;
 }
 
@@ -84,14 +87,17 @@ void Applier::EndGroup() {
   if (absl::Status s = group_->End(); !s.ok()) StopApplying("a group of raft entries", s);
   group_.reset();
   for (Outcome& o : std::exchange(outcomes_, {})) {
-    if (!o.events.empty()) listener_->OnEvents(o.events, o.revision);
+    if (!o.events.empty()) listener_->OnEvents(o.events, o.revision, o.prev_values);
     listener_->OnApplied(o.proposer, o.request_id, std::move(o.result));
   }
 }
 
 void Applier::ApplyInGroup(const kvstore::internal::InternalRaftRequest& r, uint64_t index) {
   mvcc::WriteTxn txn = Group().BeginWrite();
-  Outcome o{.proposer = r.proposer(), .request_id = r.id(), .result = ApplyRequest(r, txn)};
+  Outcome o{.proposer = r.proposer(),
+            .request_id = r.id(),
+            .result = ApplyRequest(r, txn),
+            .prev_values = group_prev_values_};
   // A failed request's transaction is dropped, with whatever it had written; its entry
   // still counts as applied.
   group_->SetAppliedIndex(index);
@@ -285,11 +291,14 @@ absl::StatusOr<etcdserverpb::PutResponse> Applier::Put(const etcdserverpb::PutRe
     if (r.ignore_lease()) lease = prev->lease;
   }
   if (lease != mvcc::kNoLease && !lessor_->Exists(lease)) return LeaseNotFoundError();
-  absl::StatusOr<std::optional<mvcc::KeyValue>> replaced = txn.Put(r.key(), value, lease);
-  if (!replaced.ok()) return FromStoreError(replaced.status());
+  if (absl::StatusOr<std::optional<mvcc::KeyValue>> replaced = txn.Put(r.key(), value, lease);
+      !replaced.ok()) {
+    return FromStoreError(replaced.status());
+  }
   etcdserverpb::PutResponse resp;
   resp.mutable_header()->set_revision(txn.Revision());
-  if (r.prev_kv() && replaced->has_value()) ToProto(**replaced, resp.mutable_prev_kv());
+  // `prev`, read whole above: what the store returns lacks the value in groups that skip it.
+  if (r.prev_kv() && prev) ToProto(*prev, resp.mutable_prev_kv());
   return resp;
 }
 

@@ -49,8 +49,13 @@ class ApplyListener {
   virtual ~ApplyListener() = default;
   // A request was applied (request_id as chosen by its proposer).
   virtual void OnApplied(uint64_t proposer, uint64_t request_id, ApplyResult result) = 0;
-  // A write transaction committed these changes at `revision`, in order.
-  virtual void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) = 0;
+  // A write transaction committed these changes at `revision`, in order. Their prev_kvs
+  // carry values only if `prev_values` (WantsPrevValues() said so when they were applied).
+  virtual void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision,
+                        bool prev_values) = 0;
+  // Whether the changes reported through OnEvents need the values they replaced: reading
+  // them costs a read of the store per put. Asked once per write group.
+  virtual bool WantsPrevValues() const = 0;
   // A compaction was marked: the history below it is to be deleted (MvccStore::RunCompaction),
   // off the applying thread.
   virtual void OnCompactionScheduled() = 0;
@@ -81,6 +86,7 @@ class Applier : public StateMachine {
     ApplyResult result;
     std::vector<mvcc::Event> events;
     int64_t revision = 0;
+    bool prev_values = true;
   };
 
   // The open write group, begun if none is.
@@ -120,6 +126,8 @@ class Applier : public StateMachine {
   ApplyListener* const listener_;
   // Within one Apply() call only.
   std::unique_ptr<mvcc::WriteGroup> group_;
+  // Whether group_ reads the values its puts replace (GroupOptions::prev_values).
+  bool group_prev_values_ = true;
   std::vector<Outcome> outcomes_;
 };
 

@@ -37,15 +37,31 @@ class RecordingListener : public ApplyListener {
     log_.push_back(absl::StrCat("applied ", proposer, "/", request_id, " ",
                                 result.status.ToString(), " ", response));
   }
-  void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override {
+  void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision,
+                bool prev_values) override {
     EXPECT_GE(store_->CurrentRevision(), revision);
+    EXPECT_EQ(prev_values, wants_prev_values);
     std::string line = absl::StrCat("events @", revision);
     for (const mvcc::Event& e : events) {
       absl::StrAppend(&line, e.type == mvcc::Event::Type::kPut ? " put " : " delete ", e.kv.key,
-                      "=", e.kv.value, "/", e.kv.version, e.prev_kv ? " (had prev)" : "");
+                      "=", e.kv.value, "/", e.kv.version);
+      if (!e.prev_kv) continue;
+      // The version replaced, as the history has it; its value only if asked for.
+      const mvcc::KeyValue& prev = *e.prev_kv;
+      absl::StatusOr<mvcc::RangeResult> then =
+          store_->Range(prev.key, "", mvcc::RangeOptions{.revision = prev.mod_revision});
+      ASSERT_TRUE(then.ok()) << then.status();
+      ASSERT_EQ(then->kvs.size(), 1u);
+      mvcc::KeyValue want = then->kvs[0];
+      if (!prev_values && e.type == mvcc::Event::Type::kPut) want.value.clear();
+      EXPECT_EQ(prev, want) << line;
+      absl::StrAppend(&line, " (had prev/", prev.version, ")");
     }
     log_.push_back(line);
   }
+  bool WantsPrevValues() const override { return wants_prev_values; }
+
+  bool wants_prev_values = true;
   void OnCompactionScheduled() override { log_.push_back("compaction scheduled"); }
   void OnAlarms(const std::vector<mvcc::AlarmRecord>& alarms) override {
     log_.push_back(absl::StrCat("alarms ", alarms.size()));
@@ -240,7 +256,7 @@ TEST_F(ApplierTest, OneCallPerEntryGivesTheExpectedOutcomes) {
     return std::find(got.begin(), got.end(), line) != got.end();
   };
   EXPECT_TRUE(has("applied 1/3 OK header { revision: 2 }")) << testing::PrintToString(got);
-  EXPECT_TRUE(has("events @5 delete a=/0 (had prev)")) << testing::PrintToString(got);
+  EXPECT_TRUE(has("events @5 delete a=/0 (had prev/1)")) << testing::PrintToString(got);
   EXPECT_TRUE(has("applied 1/6 NOT_FOUND: etcdserver: requested lease not found -"))
       << testing::PrintToString(got);
   EXPECT_TRUE(has("compaction scheduled"));
@@ -287,6 +303,20 @@ TEST_F(ApplierTest, GroupingEntriesChangesNoOutcome) {
     EXPECT_EQ(hash->revision, want_hash->revision);
     EXPECT_EQ(m->store->AppliedIndex(), log.size());
   }
+}
+
+TEST_F(ApplierTest, SkippingPrevValuesChangesNoOutcome) {
+  const std::vector<raft::Entry> log = MixedLog();
+  std::unique_ptr<Member> with = NewMember();
+  ApplyInCalls(*with, log, [&log] { return log.size(); });
+  std::unique_ptr<Member> without = NewMember();
+  without->listener->wants_prev_values = false;
+  ApplyInCalls(*without, log, [&log] { return log.size(); });
+  EXPECT_EQ(without->listener->log(), with->listener->log());
+  absl::StatusOr<mvcc::KvHash> a = with->store->HashKV(0);
+  absl::StatusOr<mvcc::KvHash> b = without->store->HashKV(0);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->hash, b->hash);
 }
 
 }  // namespace

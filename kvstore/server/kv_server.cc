@@ -60,10 +60,9 @@ class KvServer::Snapshots final : public Snapshotter {
   absl::StatusOr<uint64_t> Flush() override { return server_->mvcc_->Flush(); }
 
   absl::StatusOr<std::string> Checkpoint() override {
-    const std::string dir =
-        (std::filesystem::path(server_->snap_dir_) /
-         absl::StrCat("send-", server_->mvcc_->AppliedIndex(), "-", next_++))
-            .string();
+    const std::string dir = (std::filesystem::path(server_->snap_dir_) /
+                             absl::StrCat("send-", server_->mvcc_->AppliedIndex(), "-", next_++))
+                                .string();
     if (absl::Status s = server_->mvcc_->CreateCheckpoint(dir); !s.ok()) return s;
     return dir;
   }
@@ -108,7 +107,7 @@ class KvServer::Snapshots final : public Snapshotter {
       }
     }
     // Watchers catch up over the revisions that never came through the applier.
-    if (store.CurrentRevision() > revision) server_->OnEvents({}, store.CurrentRevision());
+    if (store.CurrentRevision() > revision) server_->OnEvents({}, store.CurrentRevision(), true);
     if (store.CompactionPending()) server_->OnCompactionScheduled();
     return absl::OkStatus();
   }
@@ -658,7 +657,7 @@ absl::Status KvServer::CheckAlarms(const kvstore::internal::InternalRaftRequest&
 }
 
 absl::StatusOr<etcdserverpb::AlarmResponse> KvServer::Alarm(const etcdserverpb::AlarmRequest& r,
-                                                           absl::Time deadline) {
+                                                            absl::Time deadline) {
   switch (r.action()) {
     case etcdserverpb::AlarmRequest::GET: {
       etcdserverpb::AlarmResponse resp;
@@ -734,8 +733,13 @@ void KvServer::HandOff(std::vector<Reply> replies) {
   for (Reply& r : replies) r();  // the reply threads are gone
 }
 
-void KvServer::OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) {
-  if (event_sink_) event_sink_(events, revision);
+void KvServer::OnEvents(const std::vector<mvcc::Event>& events, int64_t revision,
+                        bool prev_values) {
+  if (event_sink_) event_sink_(events, revision, prev_values);
+}
+
+bool KvServer::WantsPrevValues() const {
+  return event_sink_ && (!prev_values_wanted_ || prev_values_wanted_());
 }
 
 void KvServer::OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) {

@@ -97,7 +97,10 @@ struct KvServerOptions {
 
 class KvServer : public ApplyListener {
  public:
-  using EventSink = std::function<void(const std::vector<mvcc::Event>& events, int64_t rev)>;
+  // OnEvents' arguments; and whether the sink needs the values the changes replaced.
+  using EventSink =
+      std::function<void(const std::vector<mvcc::Event>& events, int64_t rev, bool prev_values)>;
+  using PrevValuesWanted = std::function<bool()>;
 
   // Opens (or creates) the member's data and, in a cluster of more than one, listens for
   // peers. Fails with FailedPrecondition naming the directory if it cannot be used, and
@@ -172,8 +175,12 @@ class KvServer : public ApplyListener {
   absl::StatusOr<etcdserverpb::AlarmResponse> Alarm(const etcdserverpb::AlarmRequest& r,
                                                     absl::Time deadline);
   std::vector<etcdserverpb::AlarmMember> ActiveAlarms() const;
-  // Where committed changes go (the watch hub). Set before Start().
-  void set_event_sink(EventSink sink) { event_sink_ = std::move(sink); }
+  // Where committed changes go (the watch hub), and whether it needs the replaced values
+  // (always, if not given). Set before Start().
+  void set_event_sink(EventSink sink, PrevValuesWanted wanted = nullptr) {
+    event_sink_ = std::move(sink);
+    prev_values_wanted_ = std::move(wanted);
+  }
 
   // Runs `done` on the compaction thread once every compaction scheduled before the call
   // has deleted its history (etcd's physical compaction), with how that went; at Stop(),
@@ -182,7 +189,9 @@ class KvServer : public ApplyListener {
 
   // ApplyListener, on the driver thread.
   void OnApplied(uint64_t proposer, uint64_t request_id, ApplyResult result) override;
-  void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision) override;
+  void OnEvents(const std::vector<mvcc::Event>& events, int64_t revision,
+                bool prev_values) override;
+  bool WantsPrevValues() const override;
   void OnCompactionScheduled() override;
   void OnAlarms(const std::vector<mvcc::AlarmRecord>& alarms) override;
   void OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) override;
@@ -286,13 +295,13 @@ class KvServer : public ApplyListener {
   mutable absl::Mutex removed_mu_;
   absl::Time removed_at_ ABSL_GUARDED_BY(removed_mu_) = absl::InfinitePast();
   EventSink event_sink_;
+  PrevValuesWanted prev_values_wanted_;
   absl::Notification ready_;
   std::thread publish_thread_;
 
   // Request ids start at the start time in milliseconds, shifted: entries a previous run
   // proposed, applied again after a restart, never match a new request's id.
-  std::atomic<uint64_t> next_request_{static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()))
-                                      << 16};
+  std::atomic<uint64_t> next_request_{static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())) << 16};
   absl::Mutex mu_;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   // (deadline, id) of every waiter.

@@ -195,9 +195,11 @@ int main(int argc, char** argv) {
   // Committed changes feed the watch hub. The hub must not outlive its feed: whichever way
   // main returns, the server stops (Stop is idempotent) before the hub is destroyed.
   kvstore::server::WatchHub watch_hub(&(*server)->store());
-  (*server)->set_event_sink([&watch_hub](const std::vector<mvcc::Event>& events, int64_t rev) {
-    watch_hub.Notify(events, rev);
-  });
+  (*server)->set_event_sink(
+      [&watch_hub](const std::vector<mvcc::Event>& events, int64_t rev, bool prev_values) {
+        watch_hub.Notify(events, rev, prev_values);
+      },
+      [&watch_hub] { return watch_hub.WantsPrevValues(); });
   struct StopServerBeforeHub {
     kvstore::server::KvServer* server;
     ~StopServerBeforeHub() { server->Stop(); }
@@ -216,8 +218,8 @@ int main(int argc, char** argv) {
     absl::StatusOr<std::string> hp = kvstore::server::UrlHostPort(url);
     if (!hp.ok()) return Fail(std::string(hp.status().message()));
     kvstore::server::KvServer* s = server->get();
-    auto endpoint = std::make_unique<common::HttpEndpoint>(&s->registry(),
-                                                           [s] { return s->Health(); });
+    auto endpoint =
+        std::make_unique<common::HttpEndpoint>(&s->registry(), [s] { return s->Health(); });
     if (absl::Status st = endpoint->Start(*hp); !st.ok()) {
       return Fail(absl::StrCat("metrics on ", url, ": ", st.message()));
     }

@@ -93,7 +93,7 @@ class ServiceEnv {
       return;
     }
     server_ = std::move(*s);
-    server_->set_event_sink([this](const std::vector<mvcc::Event>& events, int64_t rev) {
+    server_->set_event_sink([this](const std::vector<mvcc::Event>& events, int64_t rev, bool) {
       absl::MutexLock l(&mu_);
       for (const mvcc::Event& e : events) changes_.push_back(Change{e, rev});
     });

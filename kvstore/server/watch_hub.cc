@@ -297,6 +297,7 @@ int64_t WatchHub::Watch(WatchStream* stream, const WatchSpec& spec) {
   w->next_rev = spec.start_revision == 0 ? revision_ + 1 : spec.start_revision;
   s->watchers[id] = w;
   ++watcher_count_;
+  if (w->prev_kv) prev_kv_watchers_.fetch_add(1, std::memory_order_relaxed);
   if (w->next_rev > revision_) {
     MakeSynced(w.get());
   } else {
@@ -398,6 +399,7 @@ void WatchHub::Remove(Watcher* w) {
   }
   w->removed = true;
   --watcher_count_;
+  if (w->prev_kv) prev_kv_watchers_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void WatchHub::LeftUnsynced(StreamState* s) {
@@ -408,7 +410,7 @@ void WatchHub::LeftUnsynced(StreamState* s) {
   }
 }
 
-void WatchHub::Notify(const std::vector<mvcc::Event>& events, int64_t revision) {
+void WatchHub::Notify(const std::vector<mvcc::Event>& events, int64_t revision, bool prev_values) {
   absl::MutexLock l(&mu_);
   if (stopping_) return;
   if (revision <= revision_) {
@@ -439,8 +441,14 @@ void WatchHub::Notify(const std::vector<mvcc::Event>& events, int64_t revision) 
   }
   std::vector<std::shared_ptr<const mvcc::Event>> shared(events.size());
   std::map<Watcher*, std::vector<std::shared_ptr<const mvcc::Event>>> batches;
+  // Watchers that want prev_kv values these events lack: they read them from the history.
+  std::set<Watcher*> need_values;
   auto add = [&](Watcher* w, size_t i) {
     if (w->next_rev > revision || !w->Wants(events[i])) return;
+    if (w->prev_kv && !prev_values) {
+      need_values.insert(w);
+      return;
+    }
     if (shared[i] == nullptr) {
       const size_t first = events.size() > 1 ? first_change.at(events[i].kv.key) : i;
       shared[i] = std::make_shared<const mvcc::Event>(AsWatched(events[i], events[first].prev_kv));
@@ -456,6 +464,7 @@ void WatchHub::Notify(const std::vector<mvcc::Event>& events, int64_t revision) 
       if (w->Contains(key)) add(w, i);
     }
   }
+  for (Watcher* w : need_values) MakeUnsynced(w);
   for (auto& [w, evs] : batches) {
     WatchUpdate u{.watch_id = w->id,
                   .revision = revision,

@@ -35,6 +35,7 @@
 #ifndef KVSTORE_SERVER_WATCH_HUB_H_
 #define KVSTORE_SERVER_WATCH_HUB_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -187,11 +188,17 @@ class WatchHub {
 
   // A write transaction committed `events` (its WriteTxn::Changes()) at `revision`. Watchers
   // get etcd's prev_kv: the key before `revision`, none with an event that creates the key.
+  // Without `prev_values` the events' prev_kvs lack their values (mvcc::GroupOptions): a
+  // watcher that wants prev_kv and matches one of them catches up from the history instead.
   // Does not block on clients.
   // Revisions that never came through here (a gap; say, a snapshot was installed) make the
   // synced watchers that might have wanted them catch up from the history; `events` may be
   // empty, to move the hub's revision only.
-  void Notify(const std::vector<mvcc::Event>& events, int64_t revision) ABSL_LOCKS_EXCLUDED(mu_);
+  void Notify(const std::vector<mvcc::Event>& events, int64_t revision, bool prev_values = true)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether some watcher wants prev_kv, so that writes should read the values they replace
+  // (without them, Notify sends such watchers the long way, through the history).
+  bool WantsPrevValues() const { return prev_kv_watchers_.load(std::memory_order_relaxed) > 0; }
 
   std::shared_ptr<WatchStream> OpenStream() ABSL_LOCKS_EXCLUDED(mu_);
   // Drops the stream's watchers and closes it. Idempotent.
@@ -252,6 +259,8 @@ class WatchHub {
   std::map<uint64_t, std::shared_ptr<Watcher>> unsynced_ ABSL_GUARDED_BY(mu_);
   uint64_t next_unsynced_seq_ ABSL_GUARDED_BY(mu_) = 0;
   size_t watcher_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Watchers that want prev_kv; changed under mu_, read without it.
+  std::atomic<int> prev_kv_watchers_{0};
   // The catch-up thread has something new to try.
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

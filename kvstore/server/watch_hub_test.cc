@@ -152,6 +152,45 @@ TEST_F(WatchHubTest, HistoryReplayWithPrevKvThenLive) {
   ExpectQuiet(s.get());
 }
 
+// The applier skips reading replaced values while no watcher wants prev_kv. A prev_kv
+// watcher that comes meanwhile still gets them: the hub sends it through the history.
+TEST_F(WatchHubTest, EventsWithoutPrevValuesStillGiveAPrevKvWatcherItsPrevKv) {
+  MakeHub();
+  EXPECT_FALSE(hub_->WantsPrevValues());
+  auto s = hub_->OpenStream();
+  hub_->Watch(s.get(), {.key = "k"});
+  EXPECT_FALSE(hub_->WantsPrevValues());
+  const int64_t with_prev = hub_->Watch(s.get(), {.key = "k", .prev_kv = true});
+  EXPECT_TRUE(hub_->WantsPrevValues());
+  EXPECT_EQ(NextN(s.get(), 2),
+            (std::vector<std::string>{"id=0 rev=1 created", "id=1 rev=1 created"}));
+  Put("k", "1");  // 2
+  std::vector<std::string> got = NextN(s.get(), 2);
+  EXPECT_EQ(OfWatch(got, 0), std::vector<std::string>{"id=0 rev=2 [PUT k=1 m2]"});
+  EXPECT_EQ(OfWatch(got, 1), std::vector<std::string>{"id=1 rev=2 [PUT k=1 m2]"});
+  // Revision 3 as a group without prev values commits it.
+  std::unique_ptr<mvcc::WriteGroup> group =
+      store_->BeginGroup(mvcc::GroupOptions{.prev_values = false});
+  mvcc::WriteTxn txn = group->BeginWrite();
+  ASSERT_TRUE(txn.Put("k", "2").ok());
+  const std::vector<mvcc::Event> changes = txn.Changes();
+  ASSERT_TRUE(changes[0].prev_kv.has_value());
+  EXPECT_EQ(changes[0].prev_kv->value, "");
+  ASSERT_TRUE(txn.End().ok());
+  ASSERT_TRUE(group->End().ok());
+  hub_->Notify(changes, 3, /*prev_values=*/false);
+  got = NextN(s.get(), 2);
+  EXPECT_EQ(OfWatch(got, 0), std::vector<std::string>{"id=0 rev=3 [PUT k=2 m3]"});
+  EXPECT_EQ(OfWatch(got, 1), std::vector<std::string>{"id=1 rev=3 [PUT k=2 m3 prev=1@2]"});
+  WaitSynced();
+  Put("k", "3");  // 4: the watcher is live again
+  got = NextN(s.get(), 2);
+  EXPECT_EQ(OfWatch(got, 0), std::vector<std::string>{"id=0 rev=4 [PUT k=3 m4]"});
+  EXPECT_EQ(OfWatch(got, 1), std::vector<std::string>{"id=1 rev=4 [PUT k=3 m4 prev=2@3]"});
+  ASSERT_TRUE(hub_->Cancel(s.get(), with_prev));
+  EXPECT_FALSE(hub_->WantsPrevValues());
+}
+
 // etcd 3.4 lets one txn delete a key from-key and put it too, so a key can change twice in
 // one revision. etcd's watch then sends as prev_kv the key before the revision (it reads it
 // at mod_revision - 1), and none with an event that creates the key: live or replayed alike.

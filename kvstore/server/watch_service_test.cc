@@ -48,8 +48,11 @@ class WatchEnv {
     }
     server_ = std::move(*s);
     hub_ = std::make_unique<WatchHub>(&server_->store(), hub_options);
-    server_->set_event_sink([hub = hub_.get()](const std::vector<mvcc::Event>& events,
-                                               int64_t rev) { hub->Notify(events, rev); });
+    server_->set_event_sink(
+        [hub = hub_.get()](const std::vector<mvcc::Event>& events, int64_t rev, bool prev_values) {
+          hub->Notify(events, rev, prev_values);
+        },
+        [hub = hub_.get()] { return hub->WantsPrevValues(); });
     server_->Start();
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
     while (server_->driver().Status().role != raft::Role::kLeader && absl::Now() < give_up) {
