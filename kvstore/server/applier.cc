@@ -87,17 +87,14 @@ void Applier::EndGroup() {
   if (absl::Status s = group_->End(); !s.ok()) StopApplying("a group of raft entries", s);
   group_.reset();
   for (Outcome& o : std::exchange(outcomes_, {})) {
-    if (!o.events.empty()) listener_->OnEvents(o.events, o.revision, o.prev_values);
+    if (!o.events.empty()) listener_->OnEvents(o.events, o.revision, group_prev_values_);
     listener_->OnApplied(o.proposer, o.request_id, std::move(o.result));
   }
 }
 
 void Applier::ApplyInGroup(const kvstore::internal::InternalRaftRequest& r, uint64_t index) {
   mvcc::WriteTxn txn = Group().BeginWrite();
-  Outcome o{.proposer = r.proposer(),
-            .request_id = r.id(),
-            .result = ApplyRequest(r, txn),
-            .prev_values = group_prev_values_};
+  Outcome o{.proposer = r.proposer(), .request_id = r.id(), .result = ApplyRequest(r, txn)};
   // A failed request's transaction is dropped, with whatever it had written; its entry
   // still counts as applied.
   group_->SetAppliedIndex(index);

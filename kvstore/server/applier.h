@@ -86,7 +86,6 @@ class Applier : public StateMachine {
     ApplyResult result;
     std::vector<mvcc::Event> events;
     int64_t revision = 0;
-    bool prev_values = true;
   };
 
   // The open write group, begun if none is.
@@ -126,7 +125,8 @@ class Applier : public StateMachine {
   ApplyListener* const listener_;
   // Within one Apply() call only.
   std::unique_ptr<mvcc::WriteGroup> group_;
-  // Whether group_ reads the values its puts replace (GroupOptions::prev_values).
+  // Whether group_ (or the group EndGroup is reporting) reads the values its puts replace
+  // (GroupOptions::prev_values).
   bool group_prev_values_ = true;
   std::vector<Outcome> outcomes_;
 };

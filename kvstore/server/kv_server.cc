@@ -209,6 +209,7 @@ absl::Status KvServer::Init() {
   if (peer_listen->empty()) return absl::OkStatus();
   // Last: from here on peers' messages reach the driver (queued until Start()).
   grpc::ServerBuilder builder;
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // as the client port (main.cc)
   for (const std::string& hp : *peer_listen) {
     builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
   }

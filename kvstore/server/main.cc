@@ -239,6 +239,9 @@ int main(int argc, char** argv) {
   const absl::Duration request_timeout = absl::Seconds(5) + 2 * o.election;
   kvstore::server::KvService kv(server->get(), request_timeout);
   grpc::ServerBuilder builder;
+  // A port in use is an error, as for etcd: gRPC would otherwise share it (SO_REUSEPORT)
+  // with another process of the same user.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (const std::string& hp : listen) {
     builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
   }

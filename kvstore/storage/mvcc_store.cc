@@ -515,6 +515,7 @@ absl::Status MvccStore::LoadMeta() {
   const rocksdb::Slice latest_end_slice(latest_end);
   rocksdb::ReadOptions scan;
   scan.iterate_upper_bound = &latest_end_slice;
+  scan.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan));
   for (it->Seek(std::string(1, kLatestPrefix)); it->Valid(); it->Next()) {
     KeyValue kv;

@@ -228,7 +228,8 @@ class WriteTxn {
 
   // The changes so far, in sub-revision order, each with the version it replaced as prev_kv
   // (for a key changed twice in one transaction, not etcd's watch prev_kv, which is the key
-  // before the revision). The watch hub sends them to watchers after End().
+  // before the revision); a put's prev_kv lacks its value if the group skips reading it
+  // (GroupOptions::prev_values). The watch hub sends them to watchers after End().
   const std::vector<Event>& Changes() const { return changes_; }
 
   // Commits (alone) or adds to its group; on error nothing is. Call at most once.
@@ -493,7 +494,9 @@ class MvccStore {
 
   // Every live key's latest version as committed, without its value: how a put learns
   // what it replaces without reading the store (as etcd's in-memory key index). Touched
-  // only by the writer's thread (commits, ReplaceWith) and at Open. About 80 bytes plus
+  // only by the holder of the writer slot (puts, commits), by ReplaceWith (which requires
+  // no writer) and at Open, which scans the latest key space to build it: memory and
+  // start-up time grow with the number of live keys. About 80 bytes plus
   // the key per live key.
   absl::flat_hash_map<std::string, KeyMetadata> live_;
 

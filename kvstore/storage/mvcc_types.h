@@ -46,6 +46,7 @@ struct Event {
   Type type = Type::kPut;
   KeyValue kv;
   // The version of the key just before this change, when asked for and still available.
+  // From a write transaction, a put's may lack its value (mvcc::GroupOptions::prev_values).
   std::optional<KeyValue> prev_kv;
 
   friend bool operator==(const Event&, const Event&) = default;
