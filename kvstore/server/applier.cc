@@ -350,7 +350,7 @@ absl::StatusOr<etcdserverpb::TxnResponse> Applier::Txn(const TxnRequest& r, mvcc
   };
   if (absl::Status s = check(r, *path); !s.ok()) return s;
   // Then the revisions of its ranges, as etcd orders the checks.
-  if (absl::Status s = CheckTxnRanges(r, *path, txn.Revision(), store_->CompactedRevision());
+  if (absl::Status s = CheckTxnRanges(r, *path, txn.Revision(), store_->CompactMainRevision());
       !s.ok()) {
     return s;
   }

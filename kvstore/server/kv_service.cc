@@ -66,7 +66,7 @@ grpc::Status KvService::DoReadOnlyTxn(const etcdserverpb::TxnRequest& req,
   };
   absl::StatusOr<TxnPath> path = DecidePath(req, read);
   if (!path.ok()) return ToGrpcStatus(path.status());
-  if (absl::Status s = CheckTxnRanges(req, *path, rev, store.CompactedRevision()); !s.ok()) {
+  if (absl::Status s = CheckTxnRanges(req, *path, rev, store.CompactMainRevision()); !s.ok()) {
     return ToGrpcStatus(s);
   }
   absl::StatusOr<etcdserverpb::TxnResponse> tr = RunReadOnlyTxn(req, *path, read);
@@ -140,9 +140,8 @@ grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* ctx,
                       [server = server_, reactor, resp](absl::StatusOr<ApplyResult> applied) {
                         grpc::Status s = AnswerWrite(server, std::move(applied), resp);
                         if (!s.ok()) return reactor->Finish(s);
-                        server->AfterCompaction([reactor](absl::Status done) {
-                          reactor->Finish(ToGrpcStatus(done));
-                        });
+                        server->AfterCompaction(
+                            [reactor](absl::Status done) { reactor->Finish(ToGrpcStatus(done)); });
                       });
   return reactor;
 }

@@ -113,9 +113,7 @@ absl::Status CheckTxnRanges(const TxnRequest& r, const TxnPath& path, int64_t cu
     if (op.request_case() == RequestOp::kRequestRange) {
       const int64_t rev = op.request_range().revision();
       if (rev > current) return FutureRevisionError();
-      // Below the compaction point; a negative revision counts only once the store was
-      // compacted (before that, etcd reads it as the current revision).
-      if (compacted > 0 && rev != 0 && rev < compacted) return CompactedRevisionError();
+      if (rev != 0 && rev < compacted) return CompactedRevisionError();
     } else if (op.request_case() == RequestOp::kRequestTxn) {
       absl::Status s = CheckTxnRanges(op.request_txn(), path.nested[nested++], current, compacted);
       if (!s.ok()) return s;

@@ -26,10 +26,11 @@ struct TxnPath {
 absl::StatusOr<TxnPath> DecidePath(const etcdserverpb::TxnRequest& r, RangeReader read);
 
 // etcd's checks on the ranges of the branches a txn takes, made before it runs: a
-// revision above `current` is a future revision; once the store was compacted, a
-// negative one or one below `compacted` is compacted.
-absl::Status CheckTxnRanges(const etcdserverpb::TxnRequest& r, const TxnPath& path,
-                            int64_t current, int64_t compacted);
+// revision above `current` is a future revision; a nonzero one below `compacted` (etcd's
+// compactMainRev: MvccStore::CompactMainRevision(), -1 if never compacted) is compacted,
+// negative ones included once the store was compacted, even at revision 0.
+absl::Status CheckTxnRanges(const etcdserverpb::TxnRequest& r, const TxnPath& path, int64_t current,
+                            int64_t compacted);
 
 // A txn with no put or delete anywhere, nested txns included.
 bool IsReadOnlyTxn(const etcdserverpb::TxnRequest& r);

@@ -558,6 +558,11 @@ int64_t MvccStore::CompactedRevision() const {
   return compacted_revision_;
 }
 
+int64_t MvccStore::CompactMainRevision() const {
+  absl::MutexLock l(&mu_);
+  return ever_compacted_ ? compacted_revision_ : -1;
+}
+
 uint64_t MvccStore::AppliedIndex() const {
   absl::MutexLock l(&mu_);
   return applied_index_;

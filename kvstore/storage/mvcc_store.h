@@ -337,6 +337,9 @@ class MvccStore {
   int64_t CurrentRevision() const;
   // Reads below this revision fail with CompactedError(); 0 if never compacted.
   int64_t CompactedRevision() const;
+  // etcd's compactMainRev: the revision of the last compaction, -1 if there was none
+  // (a Compact(0) makes it 0).
+  int64_t CompactMainRevision() const;
   // The last index passed to WriteTxn::SetAppliedIndex or Compact that was committed.
   uint64_t AppliedIndex() const;
 

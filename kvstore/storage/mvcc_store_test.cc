@@ -827,8 +827,10 @@ TEST_F(MvccStoreTest, CompactedRevisionSurvivesRestart) {
 // etcd's compacted revision starts at -1: a new store takes Compact(0), once, for good.
 TEST_F(MvccStoreTest, CompactAtZeroOnlyOnce) {
   Put("k", "v");  // 2
+  EXPECT_EQ(store_->CompactMainRevision(), -1);
   ASSERT_OK(store_->Compact(0));
   EXPECT_EQ(store_->CompactedRevision(), 0);
+  EXPECT_EQ(store_->CompactMainRevision(), 0);
   EXPECT_TRUE(IsCompactedError(store_->Compact(0)));
   Reopen();
   EXPECT_TRUE(IsCompactedError(store_->Compact(0)));

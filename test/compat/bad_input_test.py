@@ -345,6 +345,30 @@ class BadInputTest(unittest.TestCase):
         self.check("Range at revision -1", ("kv", "Range"),
                    rpc_pb2.RangeRequest(key=b"a", revision=-1), None)
 
+    def test_txn_at_a_negative_revision_follows_the_compaction_mark(self):
+        """etcd checks a txn's range revision against its compactMainRev, -1 until the
+        first compaction: a negative revision reads the current one before any
+        compaction, and is compacted after one, even a Compact(0)."""
+        request = txn(success=[get(b"a", revision=-1)])
+        ours_m, ref_m = members.start_pair(ARGS)
+        sides = [Side(ours_m), Side(ref_m)]
+        try:
+            for s in sides:
+                s.kv.Put(rpc_pb2.PutRequest(key=b"a", value=b"1"), timeout=20)
+            before = [s.call(("kv", "Txn"), request) for s in sides]
+            self.assertNotIsInstance(before[1], tuple, show(before[1]))
+            self.assertEqual(before[0], before[1], "before any compaction")
+            for s in sides:
+                s.kv.Compact(rpc_pb2.CompactionRequest(revision=0), timeout=20)
+            after = [s.call(("kv", "Txn"), request) for s in sides]
+            self.assertEqual(after[1], COMPACTED)
+            self.assertEqual(after[0], after[1], "after Compact(0)")
+        finally:
+            for s in sides:
+                s.close()
+            ours_m.close()
+            ref_m.close()
+
     def test_too_many_ops(self):
         n = MAX_TXN_OPS + 1
         self.check("success", ("kv", "Txn"), txn(success=[get(b"a")] * n), TOO_MANY_OPS)
