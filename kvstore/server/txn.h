@@ -27,8 +27,9 @@ absl::StatusOr<TxnPath> DecidePath(const etcdserverpb::TxnRequest& r, RangeReade
 
 // etcd's checks on the ranges of the branches a txn takes, made before it runs: a
 // revision above `current` is a future revision; a nonzero one below `compacted` (etcd's
-// compactMainRev: MvccStore::CompactMainRevision(), -1 if never compacted) is compacted,
-// negative ones included once the store was compacted, even at revision 0.
+// compactMainRev: MvccStore::CompactMainRevision(), -1 if never compacted) is compacted.
+// So a negative revision reads the current one until the first compaction (a Compact(0)
+// included), and is compacted from then on.
 absl::Status CheckTxnRanges(const etcdserverpb::TxnRequest& r, const TxnPath& path, int64_t current,
                             int64_t compacted);
 
