@@ -113,6 +113,7 @@ WriteTxn::WriteTxn(WriteTxn&& other) noexcept
       owned_group_(std::move(other.owned_group_)),
       begin_revision_(other.begin_revision_),
       changes_(std::move(other.changes_)),
+      changed_(std::move(other.changed_)),
       applied_index_(other.applied_index_),
       error_(std::move(other.error_)) {}
 
@@ -192,6 +193,7 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
   }
   if (!s.ok()) return error_ = FromRocks(s, "batching a put");
 
+  changed_.insert_or_assign(kv.key, MetadataOf(kv));
   changes_.push_back(Event{.type = Event::Type::kPut, .kv = std::move(kv), .prev_kv = prev});
   return prev;
 }
@@ -199,10 +201,8 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
 std::optional<KeyValue> WriteTxn::LiveVersion(std::string_view key) const {
   // This transaction's own changes, then the group's, then the store's.
   std::optional<KeyMetadata> m;
-  if (auto own = std::find_if(changes_.rbegin(), changes_.rend(),
-                              [key](const Event& e) { return e.kv.key == key; });
-      own != changes_.rend()) {
-    if (own->type == Event::Type::kPut) m = MetadataOf(own->kv);
+  if (auto own = changed_.find(Absl(key)); own != changed_.end()) {
+    m = own->second;
   } else if (auto grouped = group_->changed_.find(Absl(key)); grouped != group_->changed_.end()) {
     m = grouped->second;
   } else if (auto live = group_->store_->live_.find(Absl(key));
@@ -241,6 +241,7 @@ absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key
     }
     if (s.ok() && prev.lease != kNoLease) s = batch->Delete(LeaseIndexKey(prev.lease, prev.key));
     if (!s.ok()) return error_ = FromRocks(s, "batching a delete");
+    changed_.insert_or_assign(prev.key, std::nullopt);
     changes_.push_back(Event{.type = Event::Type::kDelete,
                              .kv = KeyValue{.key = prev.key, .mod_revision = rev.main},
                              .prev_kv = prev});
@@ -274,14 +275,7 @@ absl::Status WriteTxn::End() {
   }
   group_->revision_ = Revision();
   if (applied_index_) group_->applied_index_ = applied_index_;
-  for (const Event& e : changes_) {
-    std::optional<KeyMetadata>& m = group_->changed_[e.kv.key];
-    if (e.type == Event::Type::kPut) {
-      m = MetadataOf(e.kv);
-    } else {
-      m.reset();
-    }
-  }
+  for (auto& [key, m] : changed_) group_->changed_.insert_or_assign(key, m);
   if (owned_group_ == nullptr) {
     Release(/*keep=*/true);
     return absl::OkStatus();

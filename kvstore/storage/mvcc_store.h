@@ -253,6 +253,8 @@ class WriteTxn {
   std::unique_ptr<WriteGroup> owned_group_;
   int64_t begin_revision_;
   std::vector<Event> changes_;
+  // The keys it changed: each one's live version (value empty), or nullopt if deleted.
+  absl::flat_hash_map<std::string, std::optional<KeyMetadata>> changed_;
   std::optional<uint64_t> applied_index_;
   // The first failure of Put or DeleteRange; End() then commits nothing and returns it.
   absl::Status error_;
