@@ -253,8 +253,9 @@ void RaftDriver::RunOnce() {
     // news, heartbeats) is sent after its entries are applied instead, so that applying,
     // which its waiting clients need, does not wait behind those writes (the replies go
     // out in after_ready; answering a lone one before the writes measured no faster). A
-    // state machine that changes the transport while applying must wait for after_ready. Anyone else must save before sending: its answers
-    // (votes, appends acknowledged) promise what is on its disk.
+    // state machine that changes the transport while applying must wait for after_ready.
+    // Anyone else must save before sending: its answers (votes, appends acknowledged)
+    // promise what is on its disk.
     enum class SendAt { kBeforeSave, kAfterSave, kAfterApply };
     const SendAt send_at = node_->raft().role() != raft::Role::kLeader ? SendAt::kAfterSave
                            : rd.entries.empty()                        ? SendAt::kAfterApply

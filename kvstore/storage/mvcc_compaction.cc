@@ -35,7 +35,7 @@ absl::Status MvccStore::ScheduleCompaction(int64_t rev, std::optional<uint64_t> 
   absl::ReaderMutexLock swap(&swap_mu_);
   {
     absl::MutexLock l(&mu_);
-    if (rev <= (ever_compacted_ ? compacted_revision_ : -1)) return CompactedError();
+    if (rev <= CompactMainRevisionLocked()) return CompactedError();
     if (rev > current_revision_) return FutureRevisionError();
   }
   rocksdb::WriteBatch batch;

@@ -554,7 +554,7 @@ int64_t MvccStore::CompactedRevision() const {
 
 int64_t MvccStore::CompactMainRevision() const {
   absl::MutexLock l(&mu_);
-  return ever_compacted_ ? compacted_revision_ : -1;
+  return CompactMainRevisionLocked();
 }
 
 uint64_t MvccStore::AppliedIndex() const {

@@ -173,6 +173,8 @@ struct KeyMetadata {
   int64_t version = 0;
   int64_t lease = kNoLease;
 };
+// Keys a transaction or group changed: each one's live version, or nullopt if deleted.
+using ChangedKeys = absl::flat_hash_map<std::string, std::optional<KeyMetadata>>;
 
 // One write transaction: all its changes become one revision (or none, if it changes
 // nothing). Reads through it see its own earlier changes, as etcd's TxnWrite does.
@@ -253,8 +255,8 @@ class WriteTxn {
   std::unique_ptr<WriteGroup> owned_group_;
   int64_t begin_revision_;
   std::vector<Event> changes_;
-  // The keys it changed: each one's live version (value empty), or nullopt if deleted.
-  absl::flat_hash_map<std::string, std::optional<KeyMetadata>> changed_;
+  // The keys it changed; its group takes them at End().
+  ChangedKeys changed_;
   std::optional<uint64_t> applied_index_;
   // The first failure of Put or DeleteRange; End() then commits nothing and returns it.
   absl::Status error_;
@@ -308,9 +310,8 @@ class WriteGroup {
   std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
   std::optional<uint64_t> applied_index_;
   bool txn_open_ = false;
-  // The keys its ended transactions changed: each one's live version (value empty), or
-  // nullopt if they deleted it. The store's in-memory index takes them at commit.
-  absl::flat_hash_map<std::string, std::optional<KeyMetadata>> changed_;
+  // The keys its ended transactions changed; the store's live_ takes them at commit.
+  ChangedKeys changed_;
 };
 
 // The MVCC key space of one member, persisted in its own RocksDB directory.
@@ -468,6 +469,9 @@ class MvccStore {
                                                  rocksdb::WriteBatchWithIndex* overlay) const;
 
   bool WriterFree() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !writer_active_; }
+  int64_t CompactMainRevisionLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return ever_compacted_ ? compacted_revision_ : -1;
+  }
   absl::Status Commit(WriteGroup* group);
   void ReleaseWriter();
 
@@ -501,8 +505,7 @@ class MvccStore {
   // what it replaces without reading the store (as etcd's in-memory key index). Touched
   // only by the holder of the writer slot (puts, commits), by ReplaceWith (which requires
   // no writer) and at Open, which scans the latest key space to build it: memory and
-  // start-up time grow with the number of live keys. About 80 bytes plus
-  // the key per live key.
+  // start-up time grow with the number of live keys, about 80 bytes plus the key each.
   absl::flat_hash_map<std::string, KeyMetadata> live_;
 
   // Serializes RunCompaction(), which holds it while it works; acquired before mu_.

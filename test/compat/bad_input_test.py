@@ -8,6 +8,7 @@ with the same response and the same resulting store.
         --stubs build/test/compat/pb
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -110,6 +111,20 @@ class Side:
 
     def close(self):
         self.channel.close()
+
+
+@contextlib.contextmanager
+def fresh_pair():
+    """[ours, etcd] as Sides on new members without the fixture; closed on exit."""
+    ours_m, ref_m = members.start_pair(ARGS)
+    sides = [Side(ours_m), Side(ref_m)]
+    try:
+        yield sides
+    finally:
+        for s in sides:
+            s.close()
+        ours_m.close()
+        ref_m.close()
 
 
 class BadInputTest(unittest.TestCase):
@@ -293,19 +308,12 @@ class BadInputTest(unittest.TestCase):
     def test_compact_zero_before_any_compaction(self):
         """Compact(0) on a store never compacted is accepted by etcd (its compacted
         revision starts below 0); a second one is then below the compacted revision."""
-        ours_m, ref_m = members.start_pair(ARGS)
-        sides = [Side(ours_m), Side(ref_m)]
-        try:
+        with fresh_pair() as sides:
             got = [s.call(("kv", "Compact"), rpc_pb2.CompactionRequest(revision=0))
                    for s in sides]
             self.assertEqual(got[1], rpc_pb2.CompactionResponse(
                 header=rpc_pb2.ResponseHeader(revision=1)), "etcd itself")
             self.assertEqual(got[0], got[1], "ours vs etcd: Compact(0) on a fresh store")
-        finally:
-            for s in sides:
-                s.close()
-            ours_m.close()
-            ref_m.close()
 
     def test_error_precedence(self):
         """Requests with two faults: etcd reports a particular one; clients match on it."""
@@ -350,9 +358,7 @@ class BadInputTest(unittest.TestCase):
         first compaction: a negative revision reads the current one before any
         compaction, and is compacted after one, even a Compact(0)."""
         request = txn(success=[get(b"a", revision=-1)])
-        ours_m, ref_m = members.start_pair(ARGS)
-        sides = [Side(ours_m), Side(ref_m)]
-        try:
+        with fresh_pair() as sides:
             for s in sides:
                 s.kv.Put(rpc_pb2.PutRequest(key=b"a", value=b"1"), timeout=20)
             before = [s.call(("kv", "Txn"), request) for s in sides]
@@ -363,11 +369,6 @@ class BadInputTest(unittest.TestCase):
             after = [s.call(("kv", "Txn"), request) for s in sides]
             self.assertEqual(after[1], COMPACTED)
             self.assertEqual(after[0], after[1], "after Compact(0)")
-        finally:
-            for s in sides:
-                s.close()
-            ours_m.close()
-            ref_m.close()
 
     def test_too_many_ops(self):
         n = MAX_TXN_OPS + 1

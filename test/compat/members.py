@@ -306,26 +306,22 @@ class Member:
             if time.monotonic() > deadline:
                 raise MemberError(f"{self.kind} on {self.endpoint} not healthy after "
                                   f"{timeout}s ({last}):\n" + self.log_tail())
-            # A fresh channel each time: a channel that failed to connect backs off for
-            # seconds before it tries again.
+            # Only once this process holds the port: before, the port may answer for
+            # someone else (see listens_on). A fresh channel each time: a channel that
+            # failed to connect backs off for seconds before it tries again.
+            if not listens_on(self.proc.pid, self.client_port):
+                last = f"not listening on {self.client_port}"
+                time.sleep(0.05)
+                continue
             try:
-                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
-                    pass
                 with grpc.insecure_channel(self.endpoint) as ch:
                     ch.unary_unary("/etcdserverpb.KV/Range")(_HEALTH_RANGE, timeout=2.0)
-                if self._owns_client_port():
-                    return
-                last = f"port {self.client_port} is held by another process"
-            except OSError as e:
-                last = str(e)
+                return
             except grpc.RpcError as e:
-                if e.details() == LEARNER_ERROR and self._owns_client_port():
+                if e.details() == LEARNER_ERROR:
                     return
                 last = f"{e.code()}: {e.details()}"
             time.sleep(0.05)
-
-    def _owns_client_port(self):
-        return listens_on(self.proc.pid, self.client_port)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
