@@ -890,8 +890,14 @@ bool KvServer::Removed() const {
   if (at == absl::InfinitePast()) return false;
   // A removed leader leads on until a remaining voter has its whole log (the core hands
   // over then); give the last messages a moment to leave.
+  const absl::Duration since = absl::Now() - at;
   const absl::Duration grace = std::max(5 * options_.heartbeat, absl::Milliseconds(500));
-  return driver_->Status().role != raft::Role::kLeader && absl::Now() - at >= grace;
+  if (since < grace) return false;
+  // It may never learn that it was replaced: the others drop it from their transports once
+  // they applied its removal, and a new leader elected by them does not tell it. The
+  // core retries the hand-over every election timeout; past three it has had every chance
+  // (etcd's removed member stops after ten ticks whatever happened).
+  return driver_->Status().role != raft::Role::kLeader || since >= 3 * options_.election;
 }
 
 std::optional<KvServer::WriteDone> KvServer::TakeWaiter(uint64_t id) {

@@ -216,7 +216,8 @@ class KvServer : public ApplyListener {
   // The peers this member heard from within `within` (all of them, for a member alone).
   std::vector<uint64_t> ReachablePeers(absl::Duration within);
   // Whether this member applied its own removal and is done with its part in it (no longer
-  // leads): then it must stop, as etcd's removed member does.
+  // leads, or has led on for three election timeouts): then it must stop, as etcd's
+  // removed member does.
   bool Removed() const;
 
  private:

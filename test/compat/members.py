@@ -24,6 +24,7 @@ protos; what follows goes to unittest.
 """
 
 import argparse
+import fcntl
 import hashlib
 import os
 import random
@@ -63,35 +64,47 @@ def die_with_parent(cmd):
 # and the member could not listen on it again when it restarts.
 PORT_RANGE = (29500, 32768)
 _port_rng = random.Random()  # its own: tests seed the global one
-# Every port this process has handed out. Two members of one test (ours and etcd side by
-# side) must never get the same port: the second could not listen, and the first would
-# answer the second's health check and then all of its requests.
-_handed_out = set()
+# Every port this process has handed out, each with a lock file held until the process
+# ends. A port is handed out once, and only if no other test process holds its lock: two
+# members (ours and etcd side by side, or members of tests ctest runs at once) must never
+# get the same port. Otherwise a member restarted on its port finds it taken by a member
+# of another test that picked it while the first was down; or the second member cannot
+# listen, and the first answers its health check and then all of its requests.
+_handed_out = {}
+_LOCK_DIR = os.path.join(tempfile.gettempdir(), f"kvstore-test-ports-{os.getuid()}")
+
+
+def _reserve(port):
+    """Takes port's lock file for the rest of this process; False if another holds it."""
+    os.makedirs(_LOCK_DIR, exist_ok=True)
+    fd = os.open(os.path.join(_LOCK_DIR, str(port)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _handed_out[port] = fd
+    return True
 
 
 def free_ports(n):
     """n distinct ports outside the ephemeral range that were free on 127.0.0.1 a moment
-    ago and that this process has not handed out before."""
+    ago and that no test process has handed out before (see _handed_out)."""
     if len(_handed_out) + n > (PORT_RANGE[1] - PORT_RANGE[0]) // 2:
         raise MemberError(f"this test has used {len(_handed_out)} ports; no more to hand out")
-    socks = []
-    try:
-        while len(socks) < n:
-            port = _port_rng.randrange(*PORT_RANGE)
-            if port in _handed_out:
-                continue
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ports = []
+    while len(ports) < n:
+        port = _port_rng.randrange(*PORT_RANGE)
+        if port in _handed_out or not _reserve(port):
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
-                s.close()
-                continue
-            socks.append(s)
-            _handed_out.add(port)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+                continue  # stays reserved: someone else, not a test, holds it
+        ports.append(port)
+    return ports
 
 
 def listens_on(pid, port):
