@@ -46,6 +46,12 @@ struct Config {
   // Campaign first with a pre-vote that does not raise terms, so that a member coming back
   // from a partition does not depose a working leader.
   bool pre_vote = true;
+  // A leader whose commit index moves sends no append only to say so: the followers learn
+  // it from the next append or heartbeat, or when the application calls
+  // Node::AnnounceCommit (because no append followed soon). A follower that forwarded
+  // entries is told at once when they commit, since it waits to apply them. Saves a
+  // message and its answer per follower and commit; followers apply a little later.
+  bool defer_commit_broadcast = false;
   // Seeds the randomized election timeout; with the same seed a node behaves identically.
   uint64_t seed = 0;
   PlantedBug planted_bug = PlantedBug::kNone;

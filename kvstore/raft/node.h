@@ -85,6 +85,10 @@ class Node {
   // that is in fact alive is heard again with its next heartbeat, and the other voters,
   // still hearing it, refuse the campaign.
   void ReportPeerDown(uint64_t id) { raft_.ReportPeerDown(id); }
+  // With Config::defer_commit_broadcast, on a leader: whether some follower holds
+  // committed entries it was not told are committed, and telling them (one append each).
+  bool HasUnannouncedCommit() const { return raft_.HasUnannouncedCommit(); }
+  void AnnounceCommit() { raft_.AnnounceCommit(); }
 
   bool HasReady() const;
   // REQUIRES: HasReady(). Returns an empty Ready if the previous one was not advanced.

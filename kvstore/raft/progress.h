@@ -49,6 +49,10 @@ struct Progress {
   uint64_t pending_snapshot = 0;
   // Heard from since the last check-quorum round.
   bool recent_active = false;
+  // The highest commit index our appends and heartbeats let the follower reach.
+  uint64_t commit_sent = 0;
+  // The last entry of the follower's latest forwarded proposal.
+  uint64_t forwarded = 0;
   Inflights inflights;
 
   void BecomeProbe();

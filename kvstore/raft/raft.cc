@@ -16,6 +16,7 @@ Raft::Raft(const Config& c)
       heartbeat_timeout_(c.heartbeat_tick),
       check_quorum_(c.check_quorum),
       pre_vote_(c.pre_vote),
+      defer_commit_broadcast_(c.defer_commit_broadcast),
       max_size_per_msg_(c.max_size_per_msg),
       planted_bug_(c.planted_bug),
       rng_state_(c.seed * 0x9E3779B97F4A7C15ULL + c.id) {

@@ -8,6 +8,7 @@
 #ifndef KVSTORE_RAFT_RAFT_H_
 #define KVSTORE_RAFT_RAFT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -50,6 +51,10 @@ class Raft {
   void OnApplied();
   // Broadcasts the heartbeat round that pending ReadIndex requests wait for.
   void StartReadRound();
+  // On a leader (see Config::defer_commit_broadcast): whether a follower we may send to
+  // holds entries that are committed without having been told so; and telling them.
+  bool HasUnannouncedCommit() const;
+  void AnnounceCommit();
 
   std::vector<Message> TakeMessages();
   std::vector<ReadState> TakeReadStates();
@@ -108,6 +113,10 @@ class Raft {
   void AnswerRead(uint64_t from, uint64_t request_id, uint64_t index);
   void AbortLeaderTransfer() { lead_transferee_ = kNone; }
   void HandOffAfterRemoval();
+  // Whether the follower holds committed entries it was not told are committed.
+  bool CommitUnannouncedTo(const Progress& pr) const {
+    return pr.commit_sent < std::min(log_.committed(), pr.match);
+  }
 
   uint64_t NextRandom();
 
@@ -122,6 +131,8 @@ class Raft {
   // Index of the latest configuration change the leader appended; none may follow until
   // it is applied.
   uint64_t pending_conf_index_ = 0;
+  // The latest pending_conf_index_ whose commit was broadcast at once (see OnCommitAdvanced).
+  uint64_t conf_news_sent_ = 0;
   ReadOnly read_only_;
   // ReadIndex requests held until the leader commits an entry of its own term.
   std::vector<Message> pending_read_index_messages_;
@@ -133,6 +144,7 @@ class Raft {
   int heartbeat_elapsed_ = 0;
   const bool check_quorum_;
   const bool pre_vote_;
+  const bool defer_commit_broadcast_;
   const uint64_t max_size_per_msg_;
   const PlantedBug planted_bug_;
   uint64_t rng_state_;

@@ -14,6 +14,7 @@ void Raft::BecomeLeader() {
   // An uncommitted configuration change may sit anywhere in the log we inherit: allow no
   // new one until everything up to here is applied.
   pending_conf_index_ = log_.LastIndex();
+  conf_news_sent_ = 0;
   // The no-op of our term lets us commit (and so serve reads for) what earlier leaders left.
   AppendEntries({Entry{}});
 }
@@ -56,7 +57,36 @@ void Raft::OnCommitAdvanced() {
     held.swap(pending_read_index_messages_);
     for (const Message& m : held) LeaderHandleReadIndex(m);
   }
-  BroadcastAppend();
+  // A committed configuration change is news at once even when commits are deferred: a
+  // member it removes hears nothing from us afterwards.
+  const bool conf_committed =
+      pending_conf_index_ > conf_news_sent_ && pending_conf_index_ <= log_.committed();
+  if (!defer_commit_broadcast_ || conf_committed) {
+    if (conf_committed) conf_news_sent_ = pending_conf_index_;
+    BroadcastAppend();
+    return;
+  }
+  // New entries go out (carrying the commit index); an empty append only to a follower
+  // that waits for entries it forwarded.
+  for (auto& [id, pr] : trk_.progress()) {
+    if (id == id_) continue;
+    SendAppend(id, pr.forwarded > pr.commit_sent && pr.forwarded <= log_.committed());
+  }
+}
+
+bool Raft::HasUnannouncedCommit() const {
+  if (role_ != Role::kLeader) return false;
+  for (const auto& [id, pr] : trk_.progress()) {
+    if (id != id_ && !pr.IsPaused() && CommitUnannouncedTo(pr)) return true;
+  }
+  return false;
+}
+
+void Raft::AnnounceCommit() {
+  if (role_ != Role::kLeader) return;
+  for (auto& [id, pr] : trk_.progress()) {
+    if (id != id_ && CommitUnannouncedTo(pr)) SendAppend(id);
+  }
 }
 
 bool Raft::SendAppend(uint64_t to, bool send_if_empty) {
@@ -87,6 +117,7 @@ bool Raft::SendAppend(uint64_t to, bool send_if_empty) {
   for (const Entry& e : *ents) bytes += EntrySize(e);
   const uint64_t last = ents->empty() ? m.index : ents->back().index;
   pr->SentEntries(last, ents->size(), bytes);
+  pr->commit_sent = std::max(pr->commit_sent, std::min(m.commit, last));
   m.entries = std::move(*ents);
   Send(std::move(m));
   return true;
@@ -106,6 +137,7 @@ void Raft::BroadcastHeartbeat(uint64_t round) {
     m.to = id;
     // A follower may not hold entries up to our commit index yet.
     m.commit = std::min(pr.match, log_.committed());
+    pr.commit_sent = std::max(pr.commit_sent, m.commit);
     m.context = round;
     Send(std::move(m));
   }
@@ -155,6 +187,9 @@ absl::Status Raft::StepLeader(const Message& m) {
         pending_conf_index_ = log_.LastIndex() + 1 + i;
       }
       AppendEntries(std::move(entries));
+      if (Progress* sender = trk_.Get(m.from); sender != nullptr && m.from != id_) {
+        sender->forwarded = log_.LastIndex();
+      }
       BroadcastAppend();
       return absl::OkStatus();
     }

@@ -2,6 +2,7 @@
 // backtracking, and the rule that only current-term entries commit by counting.
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -182,7 +183,7 @@ TEST(ReplicationTest, NewLeaderCommitsNoopOfItsTerm) {
 // replicas; it commits it only together with an entry of its own term.
 void ReplicatePreviousTermEntryOnly(ScriptedNetwork& net) {
   ASSERT_TRUE(net.Elect(1));
-  ASSERT_TRUE(net.node(1).Propose("old").ok());  // index 3, term 2, reaches nobody
+  ASSERT_TRUE(net.node(1).Propose("old").ok());     // index 3, term 2, reaches nobody
   net.DropIf([](const Message&) { return true; });  // persisted by 1 only
   // 1 restarts, then wins term 3 with its longer log.
   net.host(1).Crash();
@@ -230,6 +231,88 @@ TEST(ReplicationTest, PlantedBugCommitsPreviousTermEntryByCounting) {
   ScriptedNetwork net(3, c);
   ReplicatePreviousTermEntryOnly(net);
   EXPECT_EQ(net.node(1).Status().hard_state.commit, 3u);
+}
+
+// Config::defer_commit_broadcast: no append goes out only to carry a new commit index.
+Config DeferringConfig() {
+  Config c = TestConfig();
+  c.defer_commit_broadcast = true;
+  return c;
+}
+
+int CountApps(const std::deque<Message>& q) {
+  int n = 0;
+  for (const Message& m : q) n += m.type == MessageType::kApp;
+  return n;
+}
+
+TEST(DeferredCommitTest, NextAppendCarriesTheCommitIndex) {
+  ScriptedNetwork net(3, DeferringConfig());
+  ASSERT_TRUE(net.Elect(1));
+  ASSERT_TRUE(net.node(1).Propose("a").ok());
+  net.Flush();
+  net.DeliverIf([](const Message& m) { return m.type == MessageType::kApp; });
+  net.DeliverIf([](const Message& m) { return m.type == MessageType::kAppResp; });
+  net.Flush();
+  EXPECT_EQ(CountApps(net.queued()), 0) << "an append only for the commit index";
+  net.Stabilize();
+  EXPECT_EQ(net.host(1).state(), std::vector<std::string>{"a"});
+  EXPECT_TRUE(net.host(2).state().empty());
+  EXPECT_TRUE(net.node(1).HasUnannouncedCommit());
+
+  ASSERT_TRUE(net.node(1).Propose("b").ok());
+  net.Stabilize();
+  for (uint64_t id : {2, 3}) EXPECT_EQ(net.host(id).state(), std::vector<std::string>{"a"});
+  EXPECT_EQ(net.host(1).state(), (std::vector<std::string>{"a", "b"}));
+
+  net.node(1).AnnounceCommit();
+  net.Flush();
+  EXPECT_EQ(CountApps(net.queued()), 2);
+  net.Stabilize();
+  for (uint64_t id : {2, 3}) EXPECT_EQ(net.host(id).state(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_FALSE(net.node(1).HasUnannouncedCommit());
+}
+
+TEST(DeferredCommitTest, HeartbeatCarriesTheCommitIndex) {
+  ScriptedNetwork net(3, DeferringConfig());
+  ASSERT_TRUE(net.Elect(1));
+  ASSERT_TRUE(net.ProposeAndCommit(1, "a").ok());
+  EXPECT_TRUE(net.host(3).state().empty());
+  net.Tick(1);
+  net.Stabilize();
+  for (uint64_t id : {2, 3}) EXPECT_EQ(net.host(id).state(), std::vector<std::string>{"a"});
+  EXPECT_FALSE(net.node(1).HasUnannouncedCommit());
+}
+
+TEST(DeferredCommitTest, ForwardingFollowerHearsAtOnce) {
+  ScriptedNetwork net(3, DeferringConfig());
+  ASSERT_TRUE(net.Elect(1));
+  ASSERT_TRUE(net.ProposeAndCommit(2, "from-2").ok());
+  EXPECT_EQ(net.host(2).state(), std::vector<std::string>{"from-2"});
+  EXPECT_TRUE(net.host(3).state().empty());
+  EXPECT_TRUE(net.node(1).HasUnannouncedCommit());
+}
+
+TEST(DeferredCommitTest, ConfigurationChangeIsBroadcastAtOnce) {
+  ScriptedNetwork net(3, DeferringConfig());
+  ASSERT_TRUE(net.Elect(1));
+  // A member that a change removes hears of nothing after it; so every member is told.
+  ConfChange remove{.changes = {{ConfChangeType::kRemoveNode, 3}}};
+  ASSERT_TRUE(net.node(1).ProposeConfChange(remove).ok());
+  net.Stabilize();
+  for (uint64_t id : {1, 2, 3}) {
+    const ConfState cs = net.node(id).Status().conf_state;
+    EXPECT_EQ(cs.voters, (std::vector<uint64_t>{1, 2})) << "member " << id;
+    EXPECT_TRUE(cs.voters_outgoing.empty()) << "member " << id;
+  }
+}
+
+TEST(DeferredCommitTest, OffByDefaultEveryCommitIsBroadcast) {
+  ScriptedNetwork net(3);
+  ASSERT_TRUE(net.Elect(1));
+  ASSERT_TRUE(net.ProposeAndCommit(1, "a").ok());
+  for (uint64_t id : {2, 3}) EXPECT_EQ(net.host(id).state(), std::vector<std::string>{"a"});
+  EXPECT_FALSE(net.node(1).HasUnannouncedCommit());
 }
 
 }  // namespace

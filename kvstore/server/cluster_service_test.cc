@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kvstore/server/service_test_env.h"
 
 namespace kvstore::server {
@@ -318,7 +320,15 @@ TEST(PromoteThroughFollowerTest, TheLeaderChecksAndAnswers) {
   s = follower_cluster->MemberPromote(Ctx().get(), promote, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(s.error_message(), "etcdserver: can only promote a learner member");
-  // The learner is still one.
+  // The learner is still one, once both members applied everything (a follower hears of
+  // a commit a moment after the leader).
+  const uint64_t last =
+      std::max(first.server().driver().Status().commit, second.server().driver().Status().commit);
+  while ((first.server().driver().applied_index() < last ||
+          second.server().driver().applied_index() < last) &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   EXPECT_TRUE(first.server().membership().IsLearner(learner));
   EXPECT_TRUE(second.server().membership().IsLearner(learner));
 }

@@ -24,6 +24,7 @@ absl::StatusOr<std::unique_ptr<RaftDriver>> RaftDriver::Create(const Options& op
   c.heartbeat_tick = 1;
   c.storage = log;
   c.seed = options.seed;
+  c.defer_commit_broadcast = options.commit_announce_delay > absl::ZeroDuration();
   // The core replays the committed entries after the log's snapshot, so that the
   // configuration changes among them take effect again (its configuration starts as the
   // snapshot's); Apply() below skips what the state machine already holds.
@@ -148,9 +149,9 @@ void RaftDriver::Run() {
     {
       absl::MutexLock l(&mu_);
       // The clock may be a test's: never sleep longer than one tick of real time.
-      const absl::Duration until_tick =
-          std::clamp(next_tick_ - clock_->Now(), absl::ZeroDuration(), options_.tick);
-      mu_.AwaitWithTimeout(absl::Condition(this, &RaftDriver::HasWork), until_tick);
+      const absl::Duration until_timer = std::clamp(
+          std::min(next_tick_, announce_at_) - clock_->Now(), absl::ZeroDuration(), options_.tick);
+      mu_.AwaitWithTimeout(absl::Condition(this, &RaftDriver::HasWork), until_timer);
       if (stopping_) return;
     }
     RunOnce();
@@ -238,6 +239,10 @@ void RaftDriver::RunOnce() {
     // all at once, which would start an election at once.
     if (next_tick_ <= now) next_tick_ = now + options_.tick;
   }
+  if (now >= announce_at_) {
+    announce_at_ = absl::InfiniteFuture();
+    node_->AnnounceCommit();
+  }
 
   while (node_->HasReady()) {
     changed = true;
@@ -300,6 +305,12 @@ void RaftDriver::RunOnce() {
     node_->Advance();
     ResolveReads();
     if (options_.after_ready) options_.after_ready();
+  }
+  // A commit index that no append carried within the delay is announced on its own.
+  if (options_.commit_announce_delay == absl::ZeroDuration() || !node_->HasUnannouncedCommit()) {
+    announce_at_ = absl::InfiniteFuture();
+  } else if (announce_at_ == absl::InfiniteFuture()) {
+    announce_at_ = clock_->Now() + options_.commit_announce_delay;
   }
   if (changed) {
     MaybeSnapshot();

@@ -137,6 +137,12 @@ class RaftDriver : public MessageSink {
     int election_ticks = 10;
     // Seeds the election timeout randomization.
     uint64_t seed = 0;
+    // How long a leader may leave followers unaware that the commit index moved, waiting
+    // for an append that carries it anyway (raft::Config::defer_commit_broadcast); after
+    // that it tells them with an append each. Zero: at once, in an append each, as etcd
+    // does. Followers apply (and their watchers see) a write up to this much later; a
+    // follower that forwarded the write is told at once.
+    absl::Duration commit_announce_delay = absl::Milliseconds(2);
     // A read that no round confirmed within this long is asked again.
     absl::Duration read_retry = absl::Seconds(1);
     // Not owned; may be null.
@@ -250,6 +256,8 @@ class RaftDriver : public MessageSink {
 
   // Driver thread only.
   absl::Time next_tick_;
+  // When to tell followers of a commit index no append carried (see Options).
+  absl::Time announce_at_ = absl::InfiniteFuture();
   uint64_t last_leader_ = raft::kNone;
   // When the last heartbeat went to each peer (answers carry no id to match them by).
   std::map<uint64_t, absl::Time> heartbeat_sent_;

@@ -8,11 +8,14 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "common/clock.h"
 
 namespace kvstore::server {
 namespace {
@@ -273,6 +276,76 @@ TEST_F(RaftDriverTest, ProposalsAfterStopFailWithStopped) {
   absl::Status read;
   (*driver)->ReadBarrier([&](absl::Status s) { read = s; });
   EXPECT_EQ(read.message(), "etcdserver: server stopped");
+}
+
+// Delivers every message straight to the addressee's driver, in this process.
+class LoopbackTransport : public Transport {
+ public:
+  void Add(uint64_t id, RaftDriver* d) { drivers_[id] = d; }
+  void Send(std::vector<raft::Message> messages) override {
+    for (raft::Message& m : messages) drivers_.at(m.to)->Step(std::move(m));
+  }
+
+ private:
+  std::map<uint64_t, RaftDriver*> drivers_;  // set before any driver starts
+};
+
+// A commit no append carries is announced to the followers commit_announce_delay later,
+// and not before: the clock is a fake one, so no tick (and no heartbeat) intervenes.
+TEST_F(RaftDriverTest, LeaderAnnouncesACommitNoAppendCarriedAfterTheDelay) {
+  common::FakeClock clock;
+  LoopbackTransport transport;
+  std::vector<std::unique_ptr<storage::RaftLogStore>> logs;
+  std::vector<std::unique_ptr<RecordingStateMachine>> sms;
+  std::vector<std::unique_ptr<RaftDriver>> drivers;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    auto log = storage::RaftLogStore::Open((dir_ / std::to_string(id)).string());
+    ASSERT_TRUE(log.ok()) << log.status();
+    ASSERT_TRUE((*log)->Bootstrap({1, 2, 3}).ok());
+    logs.push_back(std::move(*log));
+    sms.push_back(std::make_unique<RecordingStateMachine>());
+    RaftDriver::Options o;
+    o.id = id;
+    o.seed = id;
+    o.tick = absl::Milliseconds(100);
+    o.commit_announce_delay = absl::Milliseconds(20);
+    auto driver = RaftDriver::Create(o, logs.back().get(), sms.back().get(), &transport, &clock);
+    ASSERT_TRUE(driver.ok()) << driver.status();
+    drivers.push_back(std::move(*driver));
+    transport.Add(id, drivers.back().get());
+  }
+  for (auto& d : drivers) d->Start();
+  // Whole ticks until someone leads and every member applied its no-op.
+  auto leader = [&]() -> RaftDriver* {
+    for (auto& d : drivers) {
+      if (d->Status().role == raft::Role::kLeader) return d.get();
+    }
+    return nullptr;
+  };
+  for (int i = 0; i < 200 && (leader() == nullptr || drivers[0]->applied_index() < 2 ||
+                              drivers[1]->applied_index() < 2 || drivers[2]->applied_index() < 2);
+       ++i) {
+    clock.Advance(absl::Milliseconds(100));
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  RaftDriver* l = leader();
+  ASSERT_NE(l, nullptr);
+  const size_t li = static_cast<size_t>(l->Status().id - 1);
+
+  l->Propose("x", [](absl::Status) {});
+  ASSERT_TRUE(WaitFor([&] { return sms[li]->applied() == std::vector<std::string>{"x"}; }));
+  absl::SleepFor(absl::Milliseconds(100));  // real time; the fake clock stands still
+  for (size_t i = 0; i < 3; ++i) {
+    if (i != li) {
+      EXPECT_TRUE(sms[i]->applied().empty()) << "member " << i + 1;
+    }
+  }
+  clock.Advance(absl::Milliseconds(20));
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(WaitFor([&] { return sms[i]->applied() == std::vector<std::string>{"x"}; }))
+        << "member " << i + 1;
+  }
+  for (auto& d : drivers) d->Stop();
 }
 
 }  // namespace

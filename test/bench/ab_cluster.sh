@@ -12,12 +12,14 @@
 # Default flags: put-256 (256 clients over 16 connections, 100,000 keys). Environment:
 # AB_ROUNDS (default 3), AB_RUNS runs per cluster and round (default 3), AB_DURATION per run
 # (default 5s), AB_PORT_BASE (default 3000; the cluster's ports as deploy/cluster.sh's
-# CLUSTER_PORT_BASE). Never part of CI.
+# CLUSTER_PORT_BASE), AB_TARGET=leader or follower to send everything to that member
+# (single-client latency: AB_TARGET=leader test/bench/ab_cluster.sh OLD NEW --workload put).
+# Never part of CI.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if (($# < 2)); then
-  sed -n '2,15p' "$0" >&2
+  sed -n '2,17p' "$0" >&2
   exit 2
 fi
 BINS=("$1" "$2")
@@ -51,6 +53,10 @@ run_cluster() {
   cluster clean || true
   KVSTORE_BIN=$bin cluster up
   endpoints=$("$ROOT/deploy/cluster.sh" endpoints)
+  if [[ -n ${AB_TARGET:-} ]]; then
+    endpoints=$("$ROOT/deploy/cluster.sh" status | awk -v t="$AB_TARGET" '$5 == t {print $2}' |
+      head -1)
+  fi
   # A short warm-up run: connections, the first leader's no-op, RocksDB's first files.
   "$KVBENCH" --endpoints "$endpoints" "${FLAGS[@]}" --duration 2s >/dev/null 2>&1 || true
   for _ in $(seq 1 "$RUNS"); do

@@ -137,6 +137,7 @@ void World::RandomizeSettings() {
   drop_rate_ = rng_.Pick<double>({0, 0.01, 0.05, 0.1});
   dup_rate_ = rng_.Pick<double>({0, 0.02, 0.05});
   max_delay_ = rng_.Pick<uint64_t>({2, 10, 30});
+  base_.defer_commit_broadcast = rng_.Chance(0.5);
   if (o_.leader_churn) {
     base_.max_size_per_msg = 1;
     base_.max_inflight_msgs = 1;
@@ -146,7 +147,8 @@ void World::RandomizeSettings() {
       "size=", o_.cluster_size, " pre_vote=", base_.pre_vote, " check_quorum=",
       base_.check_quorum, " heartbeat_tick=", base_.heartbeat_tick, " max_size_per_msg=",
       base_.max_size_per_msg, " max_inflight=", base_.max_inflight_msgs, " drop=", drop_rate_,
-      " dup=", dup_rate_, " max_delay=", max_delay_);
+      " dup=", dup_rate_, " max_delay=", max_delay_,
+      " defer_commit_broadcast=", base_.defer_commit_broadcast);
 }
 
 void World::AddHost(uint64_t id, MemoryStorage disk, Membership m) {
@@ -504,6 +506,8 @@ SimResult World::Run() {
       for (auto& [id, h] : hosts_) {
         if (phase_[id] != sub || !h->up()) continue;
         h->node().Tick();
+        // As the server's driver does a moment after the commit index moved.
+        if (h->node().HasUnannouncedCommit() && rng_.Chance(0.5)) h->node().AnnounceCommit();
         Drain(id);
       }
     }
