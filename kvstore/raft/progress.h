@@ -51,8 +51,8 @@ struct Progress {
   bool recent_active = false;
   // The highest commit index our appends and heartbeats let the follower reach.
   uint64_t commit_sent = 0;
-  // The last entry of the follower's latest forwarded proposal.
-  uint64_t forwarded = 0;
+  // The last entry of each proposal the follower forwarded that is not committed yet.
+  std::deque<uint64_t> forwarded;
   Inflights inflights;
 
   void BecomeProbe();

@@ -61,16 +61,18 @@ void Raft::OnCommitAdvanced() {
   // member it removes hears nothing from us afterwards.
   const bool conf_committed =
       pending_conf_index_ > conf_news_sent_ && pending_conf_index_ <= log_.committed();
-  if (!defer_commit_broadcast_ || conf_committed) {
-    if (conf_committed) conf_news_sent_ = pending_conf_index_;
-    BroadcastAppend();
-    return;
-  }
-  // New entries go out (carrying the commit index); an empty append only to a follower
-  // that waits for entries it forwarded.
+  if (conf_committed) conf_news_sent_ = pending_conf_index_;
+  const bool broadcast = !defer_commit_broadcast_ || conf_committed;
+  // New entries go out (carrying the commit index); when deferring, an empty append only to
+  // a follower that waits for entries it forwarded.
   for (auto& [id, pr] : trk_.progress()) {
     if (id == id_) continue;
-    SendAppend(id, pr.forwarded > pr.commit_sent && pr.forwarded <= log_.committed());
+    bool waits = false;
+    while (!pr.forwarded.empty() && pr.forwarded.front() <= log_.committed()) {
+      waits = waits || pr.forwarded.front() > pr.commit_sent;
+      pr.forwarded.pop_front();
+    }
+    SendAppend(id, broadcast || waits);
   }
 }
 
@@ -188,7 +190,7 @@ absl::Status Raft::StepLeader(const Message& m) {
       }
       AppendEntries(std::move(entries));
       if (Progress* sender = trk_.Get(m.from); sender != nullptr && m.from != id_) {
-        sender->forwarded = log_.LastIndex();
+        sender->forwarded.push_back(log_.LastIndex());
       }
       BroadcastAppend();
       return absl::OkStatus();

@@ -293,6 +293,36 @@ TEST(DeferredCommitTest, ForwardingFollowerHearsAtOnce) {
   EXPECT_TRUE(net.node(1).HasUnannouncedCommit());
 }
 
+TEST(DeferredCommitTest, ForwardingFollowerHearsOfEachProposalAsItCommits) {
+  ScriptedNetwork net(3, DeferringConfig());
+  ASSERT_TRUE(net.Elect(1));
+  auto props = [](const Message& m) { return m.type == MessageType::kProp; };
+  ASSERT_TRUE(net.node(2).Propose("a").ok());
+  net.Flush();
+  ASSERT_EQ(net.DeliverIf(props), 1);
+  const uint64_t a = net.node(1).LastIndex();
+  ASSERT_TRUE(net.node(2).Propose("b").ok());
+  net.Flush();
+  ASSERT_EQ(net.DeliverIf(props), 1);
+  net.Flush();
+  net.DeliverIf([](const Message& m) { return m.type == MessageType::kApp; });
+  net.Flush();
+  // Only "a" is acknowledged: it commits alone, and 2, which waits for it, hears at once.
+  ASSERT_EQ(net.DeliverIf([&](const Message& m) {
+    return m.type == MessageType::kAppResp && m.index == a;
+  }), 2);
+  net.Flush();
+  ASSERT_EQ(net.node(1).Status().hard_state.commit, a);
+  int to2 = 0, to3 = 0;
+  for (const Message& m : net.queued()) {
+    if (m.type != MessageType::kApp || m.commit < a) continue;
+    to2 += m.to == 2;
+    to3 += m.to == 3;
+  }
+  EXPECT_EQ(to2, 1);
+  EXPECT_EQ(to3, 0);
+}
+
 TEST(DeferredCommitTest, ConfigurationChangeIsBroadcastAtOnce) {
   ScriptedNetwork net(3, DeferringConfig());
   ASSERT_TRUE(net.Elect(1));

@@ -744,6 +744,7 @@ bool KvServer::WantsPrevValues() const {
 }
 
 void KvServer::OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) {
+  AnnounceMembershipChange();
   const std::vector<std::string> client_urls(r.client_urls().begin(), r.client_urls().end());
   absl::Status s = membership_->SetAttributes(r.member_id(), r.name(), client_urls);
   if (absl::IsNotFound(s)) {
@@ -758,6 +759,7 @@ void KvServer::OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r)
 
 void KvServer::OnMemberChange(const kvstore::internal::MemberChange& c) {
   using kvstore::internal::MemberChange;
+  AnnounceMembershipChange();
   const std::vector<std::string> urls(c.peer_urls().begin(), c.peer_urls().end());
   const uint64_t id = c.member_id();
   const std::vector<MemberInfo> before = membership_->Members();
@@ -808,8 +810,14 @@ void KvServer::FollowMembers(const std::vector<MemberInfo>& before) {
   if (!transport_members_) transport_members_ = before;
 }
 
+void KvServer::AnnounceMembershipChange() {
+  // The news goes out with the next Ready: the transport follows the member list after it,
+  // so that the news still reaches a member the change moved or removed.
+  if (driver_ != nullptr && driver_->AnnounceCommitNow()) hold_transport_update_ = true;
+}
+
 void KvServer::UpdateTransport() {
-  if (!transport_members_) return;
+  if (std::exchange(hold_transport_update_, false) || !transport_members_) return;
   const std::vector<MemberInfo> before = *std::move(transport_members_);
   transport_members_.reset();
   if (transport_ == nullptr) return;

@@ -86,6 +86,12 @@ void RaftDriver::Propose(std::string data, Done on_dropped) {
   on_dropped(StoppedError());
 }
 
+bool RaftDriver::AnnounceCommitNow() {
+  if (!node_->HasUnannouncedCommit()) return false;
+  node_->AnnounceCommit();
+  return true;
+}
+
 void RaftDriver::ProposeConfChange(raft::ConfChange cc, Done on_dropped) {
   {
     absl::MutexLock l(&mu_);

@@ -190,6 +190,12 @@ class RaftDriver : public MessageSink {
   void ReportPeerDown(uint64_t id) override;
   void TransferLeadership(uint64_t to);
 
+  // From the state machine (the driver thread), while it applies an entry that other
+  // members must hear of at once (a membership change, which may also move or remove the
+  // member the news is for): on a leader, tells followers of the commit index in the next
+  // Ready instead of commit_announce_delay later. Returns whether it did.
+  bool AnnounceCommitNow();
+
   DriverStatus Status() const;
   uint64_t applied_index() const { return applied_.load(std::memory_order_acquire); }
   // The current term, without copying the whole Status (every response header needs it).
