@@ -183,7 +183,7 @@ TEST(ReplicationTest, NewLeaderCommitsNoopOfItsTerm) {
 // replicas; it commits it only together with an entry of its own term.
 void ReplicatePreviousTermEntryOnly(ScriptedNetwork& net) {
   ASSERT_TRUE(net.Elect(1));
-  ASSERT_TRUE(net.node(1).Propose("old").ok());     // index 3, term 2, reaches nobody
+  ASSERT_TRUE(net.node(1).Propose("old").ok());  // index 3, term 2, reaches nobody
   net.DropIf([](const Message&) { return true; });  // persisted by 1 only
   // 1 restarts, then wins term 3 with its longer log.
   net.host(1).Crash();

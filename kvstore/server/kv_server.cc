@@ -744,7 +744,6 @@ bool KvServer::WantsPrevValues() const {
 }
 
 void KvServer::OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r) {
-  AnnounceMembershipChange();
   const std::vector<std::string> client_urls(r.client_urls().begin(), r.client_urls().end());
   absl::Status s = membership_->SetAttributes(r.member_id(), r.name(), client_urls);
   if (absl::IsNotFound(s)) {
@@ -759,7 +758,6 @@ void KvServer::OnMemberAttrSet(const kvstore::internal::MemberAttrSetRequest& r)
 
 void KvServer::OnMemberChange(const kvstore::internal::MemberChange& c) {
   using kvstore::internal::MemberChange;
-  AnnounceMembershipChange();
   const std::vector<std::string> urls(c.peer_urls().begin(), c.peer_urls().end());
   const uint64_t id = c.member_id();
   const std::vector<MemberInfo> before = membership_->Members();
@@ -808,11 +806,8 @@ void KvServer::FollowMembers(const std::vector<MemberInfo>& before) {
     removed_at_ = absl::Now();
   }
   if (!transport_members_) transport_members_ = before;
-}
-
-void KvServer::AnnounceMembershipChange() {
-  // The news goes out with the next Ready: the transport follows the member list after it,
-  // so that the news still reaches a member the change moved or removed.
+  // On the leader, followers hear that the change committed in the next Ready (it need not
+  // wait for commit_announce_delay), and the transport follows only after that Ready.
   if (driver_ != nullptr && driver_->AnnounceCommitNow()) hold_transport_update_ = true;
 }
 

@@ -202,11 +202,9 @@ class KvServer : public ApplyListener {
   // After the member list changed from `before` (driver thread): a member that is no
   // longer listed notes its removal (Removed()), and the transport follows the list once
   // the Ready is worked off (UpdateTransport), so that the Ready's messages still reach a
-  // member removed or moved by it (its only news of the change).
+  // member removed or moved by it (its only news of the change). A leader announces the
+  // commit at once (RaftDriver::AnnounceCommitNow), and its transport waits for that Ready.
   void FollowMembers(const std::vector<MemberInfo>& before);
-  // While applying a membership entry (driver thread): on the leader, every follower hears
-  // that it committed in the next Ready, and the transport changes only after that one.
-  void AnnounceMembershipChange();
   // After each Ready (driver thread): the transport drops members gone or moved since
   // the first FollowMembers of the Ready and dials new addresses.
   void UpdateTransport();
@@ -293,7 +291,7 @@ class KvServer : public ApplyListener {
   std::string snap_dir_;
   std::unique_ptr<PeerTransport> transport_;
   std::unique_ptr<RaftDriver> driver_;
-  // Driver thread: UpdateTransport waits one Ready (see AnnounceMembershipChange).
+  // Driver thread: UpdateTransport waits one Ready (see FollowMembers).
   bool hold_transport_update_ = false;
   std::unique_ptr<PeerMemberList> peer_member_list_;
   std::unique_ptr<grpc::Server> peer_server_;
