@@ -101,16 +101,6 @@ bool ConsumeVarint64(std::string_view* in, uint64_t* v) {
   return false;
 }
 
-std::string LatestKey(std::string_view key) {
-  std::string out;
-  out.reserve(key.size() + 1);
-  out.push_back(kLatestPrefix);
-  out.append(key);
-  return out;
-}
-
-std::string_view LatestUserKey(std::string_view encoded) { return encoded.substr(1); }
-
 std::string HistoryKeyPrefix(std::string_view key) {
   std::string out(1, kHistoryPrefix);
   AppendEscapedKey(key, &out);

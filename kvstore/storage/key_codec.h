@@ -6,8 +6,6 @@
 //                                                            grants; no revision of their own)
 //   'h' ESC(key) REV(main, sub)     'p' KV-BODY  |  'd'      history: every version of every key,
 //                                                            'd' = tombstone of a delete
-//   'k' key                         KV-BODY                  latest: the live version of each
-//                                                            live key (deleted keys are absent)
 //   'l' BE64(lease) key             (empty)                  lease index: keys attached to a lease
 //   'm' name                        see below                store metadata
 //   'r' REV(main, sub)              'p' key  |  'd' key      revision index: every change, in
@@ -24,25 +22,27 @@
 //   BE64           = 8 bytes big-endian.
 //
 // Why each key space exists:
-//   latest   A point read at the current revision is one Get and a range is one Seek plus one
-//            Next per result. The key is stored raw: nothing follows it, so RocksDB's bytewise
-//            order already is the user keys' order.
-//   history  The version of a key at revision R is one SeekForPrev to 'h' ESC(key) REV(R, max):
-//            reads at old revisions never scan a key's history linearly. The key is escaped
-//            because a revision follows it.
+//   history  The version of a key at revision R, the current one included, is one SeekForPrev
+//            to 'h' ESC(key) REV(R, max): reads never scan a key's history linearly. The key
+//            is escaped because a revision follows it. There is no separate space for the
+//            latest versions (format mvcc-v1 had one, 'k' key -> KV-BODY): a put would write
+//            its value twice, and each write into the memtable's skip list at a random spot
+//            costs a put as much as the rest of applying it. What a put needs to know of the
+//            version it replaces is in memory (MvccStore's live keys).
 //   revision Events(start, end) is one Seek to 'r' REV(start, 0) and then Next over exactly the
 //            changes in [start, end), in order; unrelated keys' older history is never touched.
 //            The value carries the change kind, so DELETE events and compaction need no lookup.
 //   lease    KeysWithLease(id) is a prefix scan; the whole space lists every (lease, key) pair.
 //   grants   Lease grants and revokes commit in the same batch as the applied index, so after a
 //            crash the leases, their keys and the applied index agree.
-//   meta     'm' "format" -> "mvcc-v1" (marks the directory as an MVCC store);
+//   meta     'm' "format" -> "mvcc-v2" (marks the directory as an MVCC store; a mvcc-v1
+//            store is upgraded when opened, by deleting its 'k' space);
 //            'm' "revision" -> BE64 current store revision (absent on a new store = 1);
 //            'm' "applied_index" -> BE64 Raft index last applied (opaque to the store);
 //            'm' "compact_scheduled" / "compact_finished" -> BE64 compaction revisions;
 //            'm' "alarms" -> (varint member, varint type)* the active alarms.
 //
-// Every write transaction updates latest, history, revision index, lease index and meta in
+// Every write transaction updates history, revision index, lease index and meta in
 // one rocksdb::WriteBatch, so the key spaces always agree.
 //
 // Thread-safety: everything here is a pure function.
@@ -59,7 +59,6 @@ namespace mvcc {
 
 inline constexpr char kLeaseRecordPrefix = 'g';
 inline constexpr char kHistoryPrefix = 'h';
-inline constexpr char kLatestPrefix = 'k';
 inline constexpr char kLeasePrefix = 'l';
 inline constexpr char kMetaPrefix = 'm';
 inline constexpr char kRevisionPrefix = 'r';
@@ -71,7 +70,11 @@ inline constexpr std::string_view kMetaAppliedIndex = "applied_index";
 inline constexpr std::string_view kMetaCompactScheduled = "compact_scheduled";
 inline constexpr std::string_view kMetaCompactFinished = "compact_finished";
 inline constexpr std::string_view kMetaAlarms = "alarms";
-inline constexpr std::string_view kFormatVersion = "mvcc-v1";
+inline constexpr std::string_view kFormatVersion = "mvcc-v2";
+// The format before, and its key space of latest versions ('k' key -> KV-BODY), which is all
+// that a mvcc-v2 store does not have.
+inline constexpr std::string_view kFormatVersionV1 = "mvcc-v1";
+inline constexpr char kV1LatestPrefix = 'k';
 
 // What a history or revision-index entry records.
 enum class ChangeKind : char { kPut = 'p', kDelete = 'd' };
@@ -95,10 +98,6 @@ void AppendVarint64(uint64_t v, std::string* out);
 bool ConsumeVarint64(std::string_view* in, uint64_t* v);
 
 // --- RocksDB keys ------------------------------------------------------------------------
-
-std::string LatestKey(std::string_view key);
-// The user key of a latest-space RocksDB key. REQUIRES: `encoded` starts with kLatestPrefix.
-std::string_view LatestUserKey(std::string_view encoded);
 
 // 'h' ESC(key): every history entry of `key`, and only those, start with it.
 std::string HistoryKeyPrefix(std::string_view key);

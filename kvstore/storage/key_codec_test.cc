@@ -103,7 +103,7 @@ TEST(KeyCodecTest, HistoryKeyParses) {
   EXPECT_EQ(parsed, key);
   EXPECT_EQ(rev, (Revision{42, 3}));
   EXPECT_FALSE(ParseHistoryKey("h", &parsed, &rev));
-  EXPECT_FALSE(ParseHistoryKey(LatestKey("a"), &parsed, &rev));
+  EXPECT_FALSE(ParseHistoryKey(MetaKey("a"), &parsed, &rev));
   EXPECT_FALSE(ParseHistoryKey(HistoryKey(key, Revision{1, 1}) + "x", &parsed, &rev));
   // 0x00 followed by something else than 0x01 or 0xFF is not an escape.
   EXPECT_FALSE(ParseHistoryKey(std::string("ha\0\x05", 4) + std::string(16, '\0'), &parsed, &rev));
@@ -122,9 +122,7 @@ TEST(KeyCodecTest, RevisionKeysSortByRevision) {
 TEST(KeyCodecTest, KeySpacesDoNotOverlap) {
   const std::string k("\xff\xff", 2);
   EXPECT_LT(HistoryKey(k, {9, 9}), KeySpaceEnd(kHistoryPrefix));
-  EXPECT_LE(KeySpaceEnd(kHistoryPrefix), LatestKey(""));
-  EXPECT_LT(LatestKey(k), KeySpaceEnd(kLatestPrefix));
-  EXPECT_LE(KeySpaceEnd(kLatestPrefix), LeaseIndexKey(0, ""));
+  EXPECT_LE(KeySpaceEnd(kHistoryPrefix), LeaseIndexKey(0, ""));
   EXPECT_LT(LeaseRecordKey(-1), KeySpaceEnd(kLeaseRecordPrefix));
   EXPECT_LE(KeySpaceEnd(kLeaseRecordPrefix), HistoryKey("", {0, 0}));
   EXPECT_LT(LeaseIndexKey(-1, k), KeySpaceEnd(kLeasePrefix));
@@ -143,7 +141,6 @@ TEST(KeyCodecTest, InsertHintPrefixGroupsWhereSuccessiveWritesLand) {
   // The whole revision index shares one.
   EXPECT_EQ(InsertHintPrefix(RevisionKey({1, 0})), InsertHintPrefix(RevisionKey({99, 3})));
   // Any other key is its own.
-  EXPECT_EQ(InsertHintPrefix(LatestKey("a")), LatestKey("a"));
   EXPECT_EQ(InsertHintPrefix(MetaKey(kMetaRevision)), MetaKey(kMetaRevision));
   EXPECT_EQ(InsertHintPrefix(LeaseIndexKey(5, "a")), LeaseIndexKey(5, "a"));
   EXPECT_EQ(InsertHintPrefix(""), "");

@@ -1,4 +1,4 @@
-// MvccStore's reads: Range (latest key space or history), Events (revision index) and HashKV.
+// MvccStore's reads: Range (history), Events (revision index) and HashKV.
 #include <array>
 #include <limits>
 #include <utility>
@@ -53,6 +53,10 @@ class Crc32c {
   uint32_t crc_ = 0xffffffffu;
 };
 
+// How many newer versions of a key a range read steps over with Next before it seeks to the
+// one it wants instead (RocksDB's own iterators switch from Next to Seek after 8 steps too).
+constexpr int kMaxVersionSteps = 8;
+
 // Collects a range's result: counts every key, keeps at most `limit` kvs.
 class RangeCollector {
  public:
@@ -87,83 +91,44 @@ absl::StatusOr<RangeResult> MvccStore::Range(std::string_view key, std::string_v
   if (rev <= 0) rev = view.revision;
   if (rev < view.compacted) return CompactedError();
   absl::StatusOr<RangeResult> result =
-      RangeAt(view.snapshot.get(), nullptr, rev == view.revision, rev, key, range_end, options);
+      RangeAt(view.snapshot.get(), nullptr, rev, key, range_end, options,
+              range_end.empty() ? CommittedVersion(key) : std::nullopt);
   if (result.ok()) result->revision = view.revision;
   return result;
 }
 
 absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot,
                                                rocksdb::WriteBatchWithIndex* overlay,
-                                               bool use_latest, int64_t read_revision,
-                                               std::string_view key, std::string_view range_end,
-                                               const RangeOptions& options) const {
+                                               int64_t read_revision, std::string_view key,
+                                               std::string_view range_end,
+                                               const RangeOptions& options,
+                                               std::optional<KeyMetadata> latest) const {
   const KeyRange range = KeyRange::Of(key, range_end);
   RangeCollector out(options);
   if (range.kind == KeyRange::Kind::kEmpty) return out.Take();
 
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot;
-
   if (range.kind == KeyRange::Kind::kSingle) {
-    std::optional<KeyValue> kv;
-    if (use_latest) {
-      const std::string latest_key = LatestKey(key);
-      std::string raw;
-      rocksdb::Status s = overlay != nullptr
-                              ? overlay->GetFromBatchAndDB(db_.get(), ro, latest_key, &raw)
-                              : db_->Get(ro, latest_key, &raw);
-      if (s.ok()) {
-        kv.emplace();
-        if (!DecodeKeyValueBody(raw, options.keys_only, &*kv)) {
-          return Corrupt("latest value", latest_key);
-        }
-        kv->key = std::string(key);
-      } else if (!s.IsNotFound()) {
-        return FromRocks(s, "point read");
-      }
-    } else {
-      absl::StatusOr<std::optional<KeyValue>> found =
-          HistoryGet(snapshot, overlay, key, read_revision);
-      if (!found.ok()) return found.status();
-      kv = *std::move(found);
-      if (kv && options.keys_only) kv->value.clear();
-    }
-    if (kv) {
-      if (out.WantsNext()) {
-        out.Add(*std::move(kv));
-      } else {
-        out.Count();
-      }
-    }
-    return out.Take();
-  }
-
-  if (use_latest) {
-    const std::string lower = LatestKey(key);
-    const std::string upper =
-        range.kind == KeyRange::Kind::kToEnd ? KeySpaceEnd(kLatestPrefix) : LatestKey(range_end);
-    const rocksdb::Slice upper_slice(upper);
-    ro.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it = NewIterator(ro, overlay);
-    for (it->Seek(lower); it->Valid(); it->Next()) {
-      const std::string_view k = View(it->key());
-      if (k >= upper) break;  // the overlay's entries are not bounded by iterate_upper_bound
+    // The live version is the one at read_revision if it is not newer: nothing changed the
+    // key between them.
+    absl::StatusOr<std::optional<KeyValue>> kv =
+        latest && latest->mod_revision <= read_revision
+            ? absl::StatusOr<std::optional<KeyValue>>(VersionGet(snapshot, overlay, key, *latest))
+            : HistoryGet(snapshot, overlay, key, read_revision);
+    if (!kv.ok()) return kv.status();
+    if (*kv) {
       if (!out.WantsNext()) {
         out.Count();
-        continue;
+      } else {
+        if (options.keys_only) (*kv)->value.clear();
+        out.Add(**std::move(kv));
       }
-      KeyValue kv;
-      if (!DecodeKeyValueBody(View(it->value()), out.keys_only(), &kv)) {
-        return Corrupt("latest value", k);
-      }
-      kv.key = std::string(LatestUserKey(k));
-      out.Add(std::move(kv));
     }
-    if (!it->status().ok()) return FromRocks(it->status(), "range read");
     return out.Take();
   }
 
-  // A range at an old revision: per key, the newest history entry at or below the revision.
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  // Per key, the newest history entry at or below the revision.
   const std::string lower = HistoryKeyPrefix(key);
   const std::string upper = range.kind == KeyRange::Kind::kToEnd ? KeySpaceEnd(kHistoryPrefix)
                                                                  : HistoryKeyPrefix(range_end);
@@ -175,7 +140,7 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
   it->Seek(lower);
   while (it->Valid()) {
     const std::string_view k = View(it->key());
-    if (k >= upper) break;  // as above
+    if (k >= upper) break;  // the overlay's entries are not bounded by iterate_upper_bound
     if (!ParseHistoryKey(k, &user_key, &rev)) return Corrupt("history key", k);
     const std::string prefix(k.substr(0, k.size() - 16));
     if (rev.main > read_revision) {
@@ -183,14 +148,18 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
       it->Seek(HistoryKeySuccessor(user_key));
       continue;
     }
+    // Step to the newest version at or below the revision; after a few steps, jump there.
     std::string value(View(it->value()));
-    it->Next();
-    mvcc::Revision next;
-    if (it->Valid() && View(it->key()).starts_with(prefix)) {
-      if (!ParseHistoryKeyRevision(View(it->key()), &next))
+    bool skip_rest = false;
+    int steps = 0;
+    for (it->Next(); it->Valid() && View(it->key()).starts_with(prefix); it->Next()) {
+      mvcc::Revision next;
+      if (!ParseHistoryKeyRevision(View(it->key()), &next)) {
         return Corrupt("history key", View(it->key()));
-      if (next.main <= read_revision) {
-        // Several versions at or below the revision: jump to the newest of them.
+      }
+      skip_rest = true;
+      if (next.main > read_revision) break;
+      if (++steps > kMaxVersionSteps) {
         std::string target = prefix;
         AppendRevision(mvcc::Revision{read_revision, std::numeric_limits<int64_t>::max()}, &target);
         it->SeekForPrev(target);
@@ -199,9 +168,12 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
           return Corrupt("history of key", prefix);
         }
         value.assign(View(it->value()));
+        break;
       }
-      it->Seek(HistoryKeySuccessor(user_key));
+      value.assign(View(it->value()));
+      skip_rest = false;
     }
+    if (skip_rest) it->Seek(HistoryKeySuccessor(user_key));
     if (value.empty()) return Corrupt("history value", prefix);
     if (value[0] == static_cast<char>(ChangeKind::kDelete)) continue;
     if (!out.WantsNext()) {
@@ -227,6 +199,36 @@ std::unique_ptr<rocksdb::Iterator> MvccStore::NewIterator(
     it.reset(overlay->NewIteratorWithBase(db_->DefaultColumnFamily(), it.release(), &ro));
   }
   return it;
+}
+
+std::optional<KeyMetadata> MvccStore::CommittedVersion(std::string_view key) const {
+  absl::ReaderMutexLock l(&live_mu_);
+  auto it = live_.find(internal::Absl(key));
+  if (it == live_.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::StatusOr<KeyValue> MvccStore::VersionGet(const rocksdb::Snapshot* snapshot,
+                                               rocksdb::WriteBatchWithIndex* overlay,
+                                               std::string_view key,
+                                               const KeyMetadata& version) const {
+  const std::string history_key =
+      HistoryKey(key, mvcc::Revision{version.mod_revision, version.mod_sub});
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  std::string raw;
+  rocksdb::Status s = overlay != nullptr
+                          ? overlay->GetFromBatchAndDB(db_.get(), ro, history_key, &raw)
+                          : db_->Get(ro, history_key, &raw);
+  if (s.IsNotFound()) return Corrupt("live version without history", history_key);
+  if (!s.ok()) return FromRocks(s, "point read");
+  ChangeKind kind;
+  KeyValue kv;
+  if (!DecodeHistoryValue(raw, /*keys_only=*/false, &kind, &kv) || kind != ChangeKind::kPut) {
+    return Corrupt("history value", history_key);
+  }
+  kv.key = std::string(key);
+  return kv;
 }
 
 absl::StatusOr<std::optional<KeyValue>> MvccStore::HistoryGet(const rocksdb::Snapshot* snapshot,

@@ -70,9 +70,11 @@ absl::Status TaggedOutOfRange(absl::string_view message, absl::string_view tag) 
   return s;
 }
 
-KeyMetadata MetadataOf(const KeyValue& kv) {
+// `kv`'s metadata; `sub` is the sub revision of the change that wrote it.
+KeyMetadata MetadataOf(const KeyValue& kv, int64_t sub) {
   return KeyMetadata{.create_revision = kv.create_revision,
                      .mod_revision = kv.mod_revision,
+                     .mod_sub = sub,
                      .version = kv.version,
                      .lease = kv.lease};
 }
@@ -143,8 +145,9 @@ absl::StatusOr<RangeResult> WriteTxn::Range(std::string_view key, std::string_vi
   if (rev < store->CompactedRevision()) return CompactedError();
   // The snapshot holds the store as the group began; the batch lifts it to `current`, and
   // holds the history of the revisions in between.
-  absl::StatusOr<RangeResult> result = store->RangeAt(group_->snapshot_.get(), group_->batch_.get(),
-                                                      rev == current, rev, key, range_end, options);
+  absl::StatusOr<RangeResult> result =
+      store->RangeAt(group_->snapshot_.get(), group_->batch_.get(), rev, key, range_end, options,
+                     range_end.empty() ? LiveVersion(key) : std::nullopt);
   if (result.ok()) result->revision = current;
   return result;
 }
@@ -155,17 +158,19 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
   if (!error_.ok()) return error_;
 
   rocksdb::WriteBatchWithIndex* batch = group_->batch_.get();
-  const std::string latest_key = LatestKey(key);
-  rocksdb::Status s;
-  std::optional<KeyValue> prev = LiveVersion(key);
-  if (prev && group_->options_.prev_values) {
-    rocksdb::ReadOptions ro;
-    ro.snapshot = group_->snapshot_.get();
-    std::string raw;
-    s = batch->GetFromBatchAndDB(group_->store_->db_.get(), ro, latest_key, &raw);
-    if (!s.ok()) return error_ = FromRocks(s, "reading the previous version");
-    if (!DecodeKeyValueBody(raw, /*keys_only=*/false, &*prev)) {
-      return error_ = Corrupt("latest value", latest_key);
+  std::optional<KeyValue> prev;
+  if (std::optional<KeyMetadata> live = LiveVersion(key)) {
+    if (group_->options_.prev_values) {
+      absl::StatusOr<KeyValue> read =
+          group_->store_->VersionGet(group_->snapshot_.get(), batch, key, *live);
+      if (!read.ok()) return error_ = read.status();
+      prev = *std::move(read);
+    } else {
+      prev = KeyValue{.key = std::string(key),
+                      .create_revision = live->create_revision,
+                      .mod_revision = live->mod_revision,
+                      .version = live->version,
+                      .lease = live->lease};
     }
   }
 
@@ -178,12 +183,7 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
       .value = std::string(value),
       .lease = lease,
   };
-  const std::string body = EncodeKeyValueBody(kv);
-  std::string history_value(1, static_cast<char>(ChangeKind::kPut));
-  history_value.append(body);
-
-  s = batch->Put(latest_key, body);
-  if (s.ok()) s = batch->Put(HistoryKey(key, rev), history_value);
+  rocksdb::Status s = batch->Put(HistoryKey(key, rev), EncodeHistoryValue(ChangeKind::kPut, kv));
   if (s.ok()) s = batch->Put(RevisionKey(rev), EncodeRevisionValue(ChangeKind::kPut, key));
   if (s.ok() && prev && prev->lease != kNoLease && prev->lease != lease) {
     s = batch->Delete(LeaseIndexKey(prev->lease, key));
@@ -193,28 +193,18 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
   }
   if (!s.ok()) return error_ = FromRocks(s, "batching a put");
 
-  changed_.insert_or_assign(kv.key, MetadataOf(kv));
+  changed_.insert_or_assign(kv.key, MetadataOf(kv, rev.sub));
   changes_.push_back(Event{.type = Event::Type::kPut, .kv = std::move(kv), .prev_kv = prev});
   return prev;
 }
 
-std::optional<KeyValue> WriteTxn::LiveVersion(std::string_view key) const {
+std::optional<KeyMetadata> WriteTxn::LiveVersion(std::string_view key) const {
   // This transaction's own changes, then the group's, then the store's.
-  std::optional<KeyMetadata> m;
-  if (auto own = changed_.find(Absl(key)); own != changed_.end()) {
-    m = own->second;
-  } else if (auto grouped = group_->changed_.find(Absl(key)); grouped != group_->changed_.end()) {
-    m = grouped->second;
-  } else if (auto live = group_->store_->live_.find(Absl(key));
-             live != group_->store_->live_.end()) {
-    m = live->second;
+  if (auto own = changed_.find(Absl(key)); own != changed_.end()) return own->second;
+  if (auto grouped = group_->changed_.find(Absl(key)); grouped != group_->changed_.end()) {
+    return grouped->second;
   }
-  if (!m) return std::nullopt;
-  return KeyValue{.key = std::string(key),
-                  .create_revision = m->create_revision,
-                  .mod_revision = m->mod_revision,
-                  .version = m->version,
-                  .lease = m->lease};
+  return group_->store_->CommittedVersion(key);
 }
 
 absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key,
@@ -225,17 +215,15 @@ absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key
   // Everything live as this transaction sees it: the snapshot plus its group's batch.
   rocksdb::WriteBatchWithIndex* batch = group_->batch_.get();
   const int64_t current = Revision();
-  absl::StatusOr<RangeResult> live = group_->store_->RangeAt(
-      group_->snapshot_.get(), batch, /*use_latest=*/true, current, key, range_end, RangeOptions{});
+  absl::StatusOr<RangeResult> live =
+      group_->store_->RangeAt(group_->snapshot_.get(), batch, current, key, range_end,
+                              RangeOptions{}, range_end.empty() ? LiveVersion(key) : std::nullopt);
   if (!live.ok()) return error_ = live.status();
 
   for (const KeyValue& prev : live->kvs) {
     const mvcc::Revision rev{begin_revision_ + 1, static_cast<int64_t>(changes_.size())};
-    rocksdb::Status s = batch->Delete(LatestKey(prev.key));
-    if (s.ok()) {
-      s = batch->Put(HistoryKey(prev.key, rev),
-                     std::string(1, static_cast<char>(ChangeKind::kDelete)));
-    }
+    rocksdb::Status s =
+        batch->Put(HistoryKey(prev.key, rev), EncodeHistoryValue(ChangeKind::kDelete, prev));
     if (s.ok()) {
       s = batch->Put(RevisionKey(rev), EncodeRevisionValue(ChangeKind::kDelete, prev.key));
     }
@@ -475,6 +463,15 @@ absl::Status MvccStore::LoadMeta() {
     if (!s.ok()) return FromRocks(s, "initializing the data dir");
   } else if (!s.ok()) {
     return FromRocks(s, "reading the store format");
+  } else if (format == kFormatVersionV1) {
+    // Everything mvcc-v1 has but the latest versions' key space is the same in mvcc-v2.
+    rocksdb::WriteBatch upgrade;
+    s = upgrade.DeleteRange(std::string(1, kV1LatestPrefix), KeySpaceEnd(kV1LatestPrefix));
+    if (s.ok()) s = upgrade.Put(MetaKey(kMetaFormat), kFormatVersion);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    if (s.ok()) s = db_->Write(wo, &upgrade);
+    if (!s.ok()) return FromRocks(s, "upgrading the data dir from mvcc-v1");
   } else if (format != kFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
         "mvcc: data dir \"", dir_, "\" has unknown format \"", absl::CHexEscape(format), "\""));
@@ -504,19 +501,36 @@ absl::Status MvccStore::LoadMeta() {
   absl::StatusOr<uint64_t> finished = read_u64(kMetaCompactFinished, 0);
   if (!finished.ok()) return finished.status();
 
+  // Each key's last history entry is its latest version: live unless a tombstone.
+  absl::MutexLock live(&live_mu_);
   live_.clear();
-  const std::string latest_end = KeySpaceEnd(kLatestPrefix);
-  const rocksdb::Slice latest_end_slice(latest_end);
+  const std::string history_end = KeySpaceEnd(kHistoryPrefix);
+  const rocksdb::Slice history_end_slice(history_end);
   rocksdb::ReadOptions scan;
-  scan.iterate_upper_bound = &latest_end_slice;
+  scan.iterate_upper_bound = &history_end_slice;
   scan.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan));
-  for (it->Seek(std::string(1, kLatestPrefix)); it->Valid(); it->Next()) {
-    KeyValue kv;
-    if (!DecodeKeyValueBody(View(it->value()), /*keys_only=*/true, &kv)) {
-      return Corrupt("latest value", View(it->key()));
+  std::string last_key;
+  std::string last_value;
+  for (it->Seek(std::string(1, kHistoryPrefix)); it->Valid();) {
+    last_key.assign(View(it->key()));
+    last_value.assign(View(it->value()));
+    it->Next();
+    Revision rev;
+    if (!ParseHistoryKeyRevision(last_key, &rev)) return Corrupt("history key", last_key);
+    // ESC(key) is never a prefix of another key's, so this is the key's next version.
+    if (it->Valid() &&
+        View(it->key()).starts_with(std::string_view(last_key).substr(0, last_key.size() - 16))) {
+      continue;
     }
-    live_.emplace(LatestUserKey(View(it->key())), MetadataOf(kv));
+    std::string user_key;
+    if (!ParseHistoryKey(last_key, &user_key, &rev)) return Corrupt("history key", last_key);
+    ChangeKind kind;
+    KeyValue kv;
+    if (!DecodeHistoryValue(last_value, /*keys_only=*/true, &kind, &kv)) {
+      return Corrupt("history value", last_key);
+    }
+    if (kind == ChangeKind::kPut) live_.emplace(std::move(user_key), MetadataOf(kv, rev.sub));
   }
   if (!it->status().ok()) return FromRocks(it->status(), "reading the live keys");
 
@@ -603,11 +617,14 @@ absl::Status MvccStore::Commit(WriteGroup* group) {
   const rocksdb::WriteOptions wo = WriteOpts();
   s = db_->Write(wo, batch);
   if (!s.ok()) return FromRocks(s, "committing a write transaction");
-  for (auto& [key, m] : group->changed_) {
-    if (m) {
-      live_.insert_or_assign(key, *m);
-    } else {
-      live_.erase(key);
+  {
+    absl::MutexLock live(&live_mu_);
+    for (auto& [key, m] : group->changed_) {
+      if (m) {
+        live_.insert_or_assign(key, *m);
+      } else {
+        live_.erase(key);
+      }
     }
   }
 

@@ -14,13 +14,15 @@
 //     CompactedError(); reads above the current revision fail with FutureRevisionError().
 //
 // Cost of operations (the key layout is described in key_codec.h):
-//   - A point read at the current revision is one RocksDB Get on the "latest" key space; a
-//     range or prefix read at the current revision is one Seek plus one Next per key in the
-//     range (the count of keys in the range is part of the result, as in etcd, so keys past
-//     `limit` are still stepped over, without copying them).
-//   - A read at an old revision R uses the history key space, ordered by user key then
-//     revision: per key in the range it costs one Seek (plus a SeekForPrev when the key has
-//     several versions at or below R), never a linear walk through the key's history.
+//   - Reads use the history key space, ordered by user key then revision. A point read at any
+//     revision R is one SeekForPrev. A range or prefix read steps through its keys' versions
+//     with Next, as long as a key has at most a few newer than the ones it passed; a key with
+//     more costs a SeekForPrev to its version at R and a Seek past its later ones, never a
+//     linear walk through its history. So on a compacted store a range costs about one Next
+//     per key. The count of keys in the range is part of the result, as in etcd, so keys past
+//     `limit` are still stepped over, without copying them.
+//   - A put writes its key's history and the revision index, nothing else: what it replaces
+//     it learns from the live keys in memory.
 //   - Events(start, end) is one Seek into the revision index and one Next per change in
 //     [start, end), plus one Get per PUT event for its value.
 //   - Compaction walks the revision index from the last compacted revision, one Seek per change,
@@ -170,6 +172,9 @@ class WriteGroup;
 struct KeyMetadata {
   int64_t create_revision = 0;
   int64_t mod_revision = 0;
+  // The sub revision of the change that wrote it: with mod_revision, where its history
+  // entry is.
+  int64_t mod_sub = 0;
   int64_t version = 0;
   int64_t lease = kNoLease;
 };
@@ -246,9 +251,9 @@ class WriteTxn {
 
   // Gives the group back, without this transaction's changes if it did not end well.
   void Release(bool keep);
-  // What `key` is as this transaction sees it, from memory: the metadata of its live
-  // version (value empty), or nullopt if it is not live.
-  std::optional<KeyValue> LiveVersion(std::string_view key) const;
+  // What `key` is as this transaction sees it, from memory: its live version, or nullopt if
+  // it is not live.
+  std::optional<KeyMetadata> LiveVersion(std::string_view key) const;
 
   // Null once ended.
   WriteGroup* group_;
@@ -441,22 +446,28 @@ class MvccStore {
 
   // Opens the RocksDB database in `dir`.
   static absl::StatusOr<std::unique_ptr<rocksdb::DB>> OpenDb(const std::string& dir);
-  // Reads the metadata and builds live_ from the latest key space.
+  // Reads the metadata (upgrading a mvcc-v1 store) and builds live_ from the history.
   absl::Status LoadMeta();
   rocksdb::WriteOptions WriteOpts() const;
   std::shared_ptr<const rocksdb::Snapshot> TakeSnapshot();
   ReadView CurrentView() const;
 
   // The range at `read_revision` on `snapshot`, with `overlay` (a write group's batch) on
-  // top if not null: from the latest key space if `use_latest` (read_revision is the
-  // revision of snapshot and overlay together), else from the history. `count`, `kvs` only;
-  // the caller sets `revision`.
+  // top if not null, from the history. `count`, `kvs` only; the caller sets `revision`.
+  // `latest`, for a single key: its live version at a revision at or after read_revision,
+  // if memory tells it; a read of it, if not newer than read_revision, is one Get.
   // REQUIRES: `read_revision` already validated against the current and compacted revisions.
   absl::StatusOr<RangeResult> RangeAt(const rocksdb::Snapshot* snapshot,
-                                      rocksdb::WriteBatchWithIndex* overlay, bool use_latest,
-                                      int64_t read_revision, std::string_view key,
-                                      std::string_view range_end,
-                                      const RangeOptions& options) const;
+                                      rocksdb::WriteBatchWithIndex* overlay, int64_t read_revision,
+                                      std::string_view key, std::string_view range_end,
+                                      const RangeOptions& options,
+                                      std::optional<KeyMetadata> latest = std::nullopt) const;
+  // `key`'s live version as last committed (live_), or nullopt if it is not live.
+  std::optional<KeyMetadata> CommittedVersion(std::string_view key) const;
+  // The version of `key` that `version` describes, read from its history entry (one Get).
+  absl::StatusOr<KeyValue> VersionGet(const rocksdb::Snapshot* snapshot,
+                                      rocksdb::WriteBatchWithIndex* overlay, std::string_view key,
+                                      const KeyMetadata& version) const;
 
   // The version of `key` at `rev` from the history (on `snapshot`, with `overlay` on top if
   // not null), if it was live then.
@@ -502,11 +513,15 @@ class MvccStore {
   int64_t finished_compaction_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Every live key's latest version as committed, without its value: how a put learns
-  // what it replaces without reading the store (as etcd's in-memory key index). Touched
-  // only by the holder of the writer slot (puts, commits), by ReplaceWith (which requires
-  // no writer) and at Open, which scans the latest key space to build it: memory and
-  // start-up time grow with the number of live keys, about 80 bytes plus the key each.
-  absl::flat_hash_map<std::string, KeyMetadata> live_;
+  // what it replaces without reading the store, and a point read where the key's history
+  // entry is (as etcd's in-memory key index). Changed only by the holder of the writer slot
+  // (commits), by ReplaceWith (which requires no writer) and at Open, which scans the history
+  // to build it: memory grows with the number of live keys, about 90 bytes plus the key
+  // each, and start-up time with the history not yet compacted (as etcd's, which rebuilds
+  // its key index from every revision). A commit changes it before it publishes its
+  // snapshot, so a reader that looks here after taking its view sees that view or later.
+  mutable absl::Mutex live_mu_;
+  absl::flat_hash_map<std::string, KeyMetadata> live_ ABSL_GUARDED_BY(live_mu_);
 
   // Serializes RunCompaction(), which holds it while it works; acquired before mu_.
   absl::Mutex compaction_mu_ ABSL_ACQUIRED_BEFORE(mu_);

@@ -1018,6 +1018,48 @@ TEST_F(MvccStoreTest, ReopenKeepsEverything) {
   EXPECT_EQ(Get("a").kvs, std::vector<KeyValue>{Kv("a", "1", 2, 2, 1, 10)});
 }
 
+TEST_F(MvccStoreTest, OpeningAMvccV1StoreDropsItsLatestKeySpace) {
+  Put("a", "1", 10);
+  Put("a", "2", 10);
+  Put("b", "3");
+  Delete("b");
+  const RangeResult now = Get("", kAll);
+  const RangeResult old = Get("", kAll, 4);
+  Close();
+  // What mvcc-v1 had on top of the same history: its format and the latest versions.
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), DbDir(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), MetaKey(kMetaFormat), std::string(kFormatVersionV1)).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), std::string(1, kV1LatestPrefix) + "a",
+                        EncodeKeyValueBody(Kv("a", "2", 2, 3, 2, 10)))
+                    .ok());
+  }
+
+  Reopen();
+  EXPECT_EQ(Get("", kAll).kvs, now.kvs);
+  EXPECT_EQ(Get("", kAll, 4).kvs, old.kvs);
+  // A put knows what it replaces: the live keys were rebuilt from the history.
+  WriteTxn txn = store_->BeginWrite();
+  absl::StatusOr<std::optional<KeyValue>> prev = txn.Put("a", "3");
+  ASSERT_TRUE(prev.ok());
+  EXPECT_EQ(*prev, Kv("a", "2", 2, 3, 2, 10));
+  ASSERT_OK(txn.End());
+  Close();
+
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), DbDir(), &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string format;
+  ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), MetaKey(kMetaFormat), &format).ok());
+  EXPECT_EQ(format, kFormatVersion);
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  it->Seek(std::string(1, kV1LatestPrefix));
+  EXPECT_TRUE(!it->Valid() || it->key()[0] != kV1LatestPrefix) << it->key().ToString();
+}
+
 TEST_F(MvccStoreTest, AppliedIndexIsCommittedWithTheBatch) {
   {
     // A transaction with only an applied index: no new revision, but the index is kept.
