@@ -108,12 +108,13 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
   if (range.kind == KeyRange::Kind::kEmpty) return out.Take();
 
   if (range.kind == KeyRange::Kind::kSingle) {
-    // The live version is the one at read_revision if it is not newer: nothing changed the
-    // key between them.
-    absl::StatusOr<std::optional<KeyValue>> kv =
-        latest && latest->mod_revision <= read_revision
-            ? absl::StatusOr<std::optional<KeyValue>>(VersionGet(snapshot, overlay, key, *latest))
-            : HistoryGet(snapshot, overlay, key, read_revision);
+    absl::StatusOr<std::optional<KeyValue>> kv;
+    if (latest && latest->mod_revision <= read_revision) {
+      // The live version is the one at read_revision: nothing changed the key in between.
+      kv = VersionGet(snapshot, overlay, key, *latest);
+    } else {
+      kv = HistoryGet(snapshot, overlay, key, read_revision);
+    }
     if (!kv.ok()) return kv.status();
     if (*kv) {
       if (!out.WantsNext()) {

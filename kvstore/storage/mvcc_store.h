@@ -14,13 +14,15 @@
 //     CompactedError(); reads above the current revision fail with FutureRevisionError().
 //
 // Cost of operations (the key layout is described in key_codec.h):
-//   - Reads use the history key space, ordered by user key then revision. A point read at any
-//     revision R is one SeekForPrev. A range or prefix read steps through its keys' versions
-//     with Next, as long as a key has at most a few newer than the ones it passed; a key with
-//     more costs a SeekForPrev to its version at R and a Seek past its later ones, never a
-//     linear walk through its history. So on a compacted store a range costs about one Next
-//     per key. The count of keys in the range is part of the result, as in etcd, so keys past
-//     `limit` are still stepped over, without copying them.
+//   - Reads use the history key space, ordered by user key then revision. A point read at
+//     revision R is one Get if the key's live version is at or below R (the live keys in
+//     memory say where its history entry is), else one SeekForPrev. A range or prefix read
+//     steps through its keys' versions with Next, as long as a key has at most a few newer
+//     than the ones it passed; a key with more costs a SeekForPrev to its version at R and a
+//     Seek past its later ones, never a linear walk through its history. So on a compacted
+//     store a range costs about one Next per key. The count of keys in the range is part of
+//     the result, as in etcd, so keys past `limit` are still stepped over, without copying
+//     them.
 //   - A put writes its key's history and the revision index, nothing else: what it replaces
 //     it learns from the live keys in memory.
 //   - Events(start, end) is one Seek into the revision index and one Next per change in
