@@ -189,7 +189,9 @@ absl::Status Raft::StepLeader(const Message& m) {
         pending_conf_index_ = log_.LastIndex() + 1 + i;
       }
       AppendEntries(std::move(entries));
-      if (Progress* sender = trk_.Get(m.from); sender != nullptr && m.from != id_) {
+      // Only deferred commit news needs to know who waits for which entries.
+      if (Progress* sender = trk_.Get(m.from);
+          defer_commit_broadcast_ && sender != nullptr && m.from != id_) {
         sender->forwarded.push_back(log_.LastIndex());
       }
       BroadcastAppend();

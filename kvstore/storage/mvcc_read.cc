@@ -111,7 +111,7 @@ absl::StatusOr<RangeResult> MvccStore::RangeAt(const rocksdb::Snapshot* snapshot
     absl::StatusOr<std::optional<KeyValue>> kv;
     if (latest && latest->mod_revision <= read_revision) {
       // The live version is the one at read_revision: nothing changed the key in between.
-      kv = VersionGet(snapshot, overlay, key, *latest);
+      kv = PutAt(snapshot, overlay, key, mvcc::Revision{latest->mod_revision, latest->mod_sub});
     } else {
       kv = HistoryGet(snapshot, overlay, key, read_revision);
     }
@@ -209,19 +209,17 @@ std::optional<KeyMetadata> MvccStore::CommittedVersion(std::string_view key) con
   return it->second;
 }
 
-absl::StatusOr<KeyValue> MvccStore::VersionGet(const rocksdb::Snapshot* snapshot,
-                                               rocksdb::WriteBatchWithIndex* overlay,
-                                               std::string_view key,
-                                               const KeyMetadata& version) const {
-  const std::string history_key =
-      HistoryKey(key, mvcc::Revision{version.mod_revision, version.mod_sub});
+absl::StatusOr<KeyValue> MvccStore::PutAt(const rocksdb::Snapshot* snapshot,
+                                          rocksdb::WriteBatchWithIndex* overlay,
+                                          std::string_view key, mvcc::Revision rev) const {
+  const std::string history_key = HistoryKey(key, rev);
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
   std::string raw;
   rocksdb::Status s = overlay != nullptr
                           ? overlay->GetFromBatchAndDB(db_.get(), ro, history_key, &raw)
                           : db_->Get(ro, history_key, &raw);
-  if (s.IsNotFound()) return Corrupt("live version without history", history_key);
+  if (s.IsNotFound()) return Corrupt("missing history entry", history_key);
   if (!s.ok()) return FromRocks(s, "point read");
   ChangeKind kind;
   KeyValue kv;
@@ -302,7 +300,6 @@ absl::StatusOr<EventsResult> MvccStore::Events(int64_t start_rev, int64_t end_re
     }
     if (!range.Contains(user_key)) continue;
 
-    const std::string history_key = HistoryKey(user_key, rev);
     if (rev.main == view.compacted) {
       // Compaction at this revision keeps only each key's last change in it, and not if that
       // is a delete. Apply that rule here too, so that the answer does not depend on how far
@@ -320,17 +317,9 @@ absl::StatusOr<EventsResult> MvccStore::Events(int64_t start_rev, int64_t end_re
 
     Event event;
     if (kind == ChangeKind::kPut) {
-      std::string raw;
-      rocksdb::Status s = db_->Get(point_ro, history_key, &raw);
-      if (!s.ok()) {
-        if (s.IsNotFound()) return Corrupt("revision index without history", history_key);
-        return FromRocks(s, "event read");
-      }
-      ChangeKind history_kind;
-      if (!DecodeHistoryValue(raw, /*keys_only=*/false, &history_kind, &event.kv) ||
-          history_kind != ChangeKind::kPut) {
-        return Corrupt("history value", history_key);
-      }
+      absl::StatusOr<KeyValue> put = PutAt(view.snapshot.get(), nullptr, user_key, rev);
+      if (!put.ok()) return put.status();
+      event.kv = *std::move(put);
       event.type = Event::Type::kPut;
     } else {
       event.type = Event::Type::kDelete;

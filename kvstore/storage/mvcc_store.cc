@@ -161,8 +161,8 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
   std::optional<KeyValue> prev;
   if (std::optional<KeyMetadata> live = LiveVersion(key)) {
     if (group_->options_.prev_values) {
-      absl::StatusOr<KeyValue> read =
-          group_->store_->VersionGet(group_->snapshot_.get(), batch, key, *live);
+      absl::StatusOr<KeyValue> read = group_->store_->PutAt(
+          group_->snapshot_.get(), batch, key, mvcc::Revision{live->mod_revision, live->mod_sub});
       if (!read.ok()) return error_ = read.status();
       prev = *std::move(read);
     } else {

@@ -466,10 +466,11 @@ class MvccStore {
                                       std::optional<KeyMetadata> latest = std::nullopt) const;
   // `key`'s live version as last committed (live_), or nullopt if it is not live.
   std::optional<KeyMetadata> CommittedVersion(std::string_view key) const;
-  // The version of `key` that `version` describes, read from its history entry (one Get).
-  absl::StatusOr<KeyValue> VersionGet(const rocksdb::Snapshot* snapshot,
-                                      rocksdb::WriteBatchWithIndex* overlay, std::string_view key,
-                                      const KeyMetadata& version) const;
+  // The version of `key` that the put at `rev` wrote, read from its history entry (one Get);
+  // DATA_LOSS if there is none, or it is a tombstone.
+  absl::StatusOr<KeyValue> PutAt(const rocksdb::Snapshot* snapshot,
+                                 rocksdb::WriteBatchWithIndex* overlay, std::string_view key,
+                                 Revision rev) const;
 
   // The version of `key` at `rev` from the history (on `snapshot`, with `overlay` on top if
   // not null), if it was live then.
