@@ -369,7 +369,7 @@ absl::StatusOr<std::unique_ptr<rocksdb::DB>> MvccStore::OpenDb(const std::string
   // and the applied index in that batch says where the Raft log must be replayed from.
   db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   rocksdb::BlockBasedTableOptions table_options;
-  // Point reads on the latest key space (every Put looks up the previous version).
+  // Point reads: a Get of the history entry the live keys in memory name.
   table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
   // Most inserts land next to the last one with the same hint prefix (key_codec.h): the
