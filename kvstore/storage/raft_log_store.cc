@@ -6,9 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "kvstore/storage/preallocated_wal.h"
 #include "rocksdb/db.h"
-#include "rocksdb/env.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
@@ -80,10 +78,7 @@ absl::StatusOr<std::unique_ptr<RaftLogStore>> RaftLogStore::Open(const std::stri
 
   rocksdb::Options db_options;
   db_options.create_if_missing = true;
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(PreallocatedWalFileSystem(
-      options.env != nullptr ? options.env->GetFileSystem() : rocksdb::FileSystem::Default(),
-      options.wal_preallocation_bytes));
-  db_options.env = env.get();
+  if (options.env != nullptr) db_options.env = options.env;
   db_options.keep_log_file_num = 4;  // RocksDB's own info logs, not the WAL
   // RocksDB's default recovery stops quietly before damage in the write-ahead log, which
   // would forget acknowledged entries; only a torn last record (never acknowledged, as it
@@ -97,16 +92,15 @@ absl::StatusOr<std::unique_ptr<RaftLogStore>> RaftLogStore::Open(const std::stri
     return s.IsCorruption() ? absl::DataLossError(msg) : absl::FailedPreconditionError(msg);
   }
   std::unique_ptr<RaftLogStore> store(
-      new RaftLogStore(dir, options, std::move(env), std::unique_ptr<rocksdb::DB>(raw)));
+      new RaftLogStore(dir, options, std::unique_ptr<rocksdb::DB>(raw)));
   if (absl::Status loaded = store->Load(); !loaded.ok()) {
     return absl::Status(loaded.code(), absl::StrCat(loaded.message(), " (in ", dir, ")"));
   }
   return store;
 }
 
-RaftLogStore::RaftLogStore(std::string dir, Options options, std::unique_ptr<rocksdb::Env> env,
-                           std::unique_ptr<rocksdb::DB> db)
-    : dir_(std::move(dir)), options_(options), env_(std::move(env)), db_(std::move(db)) {}
+RaftLogStore::RaftLogStore(std::string dir, Options options, std::unique_ptr<rocksdb::DB> db)
+    : dir_(std::move(dir)), options_(options), db_(std::move(db)) {}
 
 RaftLogStore::~RaftLogStore() {
   // Everything written is in the WAL already; closing only releases resources.

@@ -62,10 +62,6 @@ class RaftLogStore : public raft::Storage {
     // Where RocksDB does its I/O; null: the default. Not owned; must outlive the store.
     // Tests pass one whose disk forgets what was not synced.
     rocksdb::Env* env = nullptr;
-    // Each write-ahead log file is allocated at this size when created (etcd's WAL segment
-    // size; preallocated_wal.h): every Save syncs, and a sync inside the file does not have
-    // to record a new file size. 0: files grow as they are written.
-    uint64_t wal_preallocation_bytes = 64 << 20;
   };
 
   // Creates the database in `dir` (and `dir` itself) if missing, or reopens it. Fails with
@@ -121,8 +117,7 @@ class RaftLogStore : public raft::Storage {
     uint64_t term;
   };
 
-  RaftLogStore(std::string dir, Options options, std::unique_ptr<rocksdb::Env> env,
-               std::unique_ptr<rocksdb::DB> db);
+  RaftLogStore(std::string dir, Options options, std::unique_ptr<rocksdb::DB> db);
 
   // Reads the metadata and checks the whole log, filling the in-memory state.
   absl::Status Load();
@@ -143,9 +138,6 @@ class RaftLogStore : public raft::Storage {
 
   const std::string dir_;
   const Options options_;
-  // options_.env's file system (or the default one) with preallocated write-ahead log
-  // files (preallocated_wal.h). Declared before db_, which uses it.
-  std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<rocksdb::DB> db_;
 
   raft::HardState hard_state_;

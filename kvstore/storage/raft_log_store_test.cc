@@ -442,45 +442,6 @@ TEST(RaftLogStoreTest, ReopenKeepsExactlyWhatWasSaved) {
   EXPECT_EQ(store->GetSnapshot().value(), snap);
 }
 
-// The write-ahead log file has its whole allocated size from the start, so that each synced
-// append lands inside it. RocksDB cuts the file back when it closes it; a copy taken while the
-// store is open (as a crash leaves the disk: zeros after the last record) opens with
-// everything that was saved.
-TEST(RaftLogStoreTest, WriteAheadLogIsPreallocated) {
-  TempDir tmp;
-  const std::string dir = tmp.Sub("log");
-  constexpr uint64_t kBytes = 1 << 20;
-  const RaftLogStore::Options options{.wal_preallocation_bytes = kBytes};
-  auto wal_sizes = [](const std::string& d) {
-    std::vector<uint64_t> sizes;
-    for (const fs::directory_entry& e : fs::directory_iterator(d)) {
-      if (e.path().extension() == ".log") sizes.push_back(e.file_size());
-    }
-    return sizes;
-  };
-  std::unique_ptr<RaftLogStore> store = OpenStore(dir, options);
-  ASSERT_NE(store, nullptr);
-  ASSERT_OK(store->Bootstrap({1}));
-  const raft::HardState hs{.term = 2, .vote = 1, .commit = 1};
-  const std::vector<raft::Entry> entries = MakeEntries(2, 40, 2, "a");
-  ASSERT_OK(store->Save(&hs, entries, nullptr, /*sync=*/true));
-  const std::vector<uint64_t> open_sizes = wal_sizes(dir);
-  ASSERT_FALSE(open_sizes.empty());
-  EXPECT_EQ(*std::max_element(open_sizes.begin(), open_sizes.end()), kBytes);
-
-  const std::string crashed = tmp.Sub("crashed");
-  fs::copy(dir, crashed, fs::copy_options::recursive);
-  store.reset();
-  for (uint64_t size : wal_sizes(dir)) EXPECT_LT(size, kBytes);
-
-  for (const std::string& d : {dir, crashed}) {
-    std::unique_ptr<RaftLogStore> reopened = OpenStore(d, options);
-    ASSERT_NE(reopened, nullptr);
-    EXPECT_EQ(reopened->LastIndex(), 40u) << d;
-    EXPECT_EQ(reopened->Entries(2, 41, kNoLimit).value(), entries) << d;
-  }
-}
-
 // A snapshot inside a long log: one range tombstone drops the old log and the new entries,
 // written after it in the same batch, replace part of what it covers.
 TEST(RaftLogStoreTest, SnapshotInsideALongLogReplacesIt) {
