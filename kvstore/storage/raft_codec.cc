@@ -250,6 +250,26 @@ absl::StatusOr<raft::SnapshotMeta> DecodeSnapshotMeta(absl::string_view key,
   return m;
 }
 
+std::string EncodeCheckpoint(absl::string_view key, const WalCheckpoint& c) {
+  std::string body;
+  PutVarint64(&body, c.compacted.index);
+  PutVarint64(&body, c.compacted.term);
+  PutVarint64(&body, c.last_index);
+  return Seal(key, std::move(body));
+}
+
+absl::StatusOr<WalCheckpoint> DecodeCheckpoint(absl::string_view key, absl::string_view value) {
+  absl::StatusOr<absl::string_view> body = Unseal(key, value);
+  if (!body.ok()) return body.status();
+  absl::string_view in = *body;
+  WalCheckpoint c;
+  if (!GetVarint64(&in, &c.compacted.index) || !GetVarint64(&in, &c.compacted.term) ||
+      !GetVarint64(&in, &c.last_index) || !in.empty() || c.last_index < c.compacted.index) {
+    return Corrupt(key, "malformed checkpoint");
+  }
+  return c;
+}
+
 std::string EncodeBytes(absl::string_view key, absl::string_view bytes) {
   return Seal(key, std::string(bytes));
 }
@@ -258,6 +278,24 @@ absl::StatusOr<std::string> DecodeBytes(absl::string_view key, absl::string_view
   absl::StatusOr<absl::string_view> body = Unseal(key, value);
   if (!body.ok()) return body.status();
   return std::string(*body);
+}
+
+void AppendItem(std::string* out, absl::string_view key, absl::string_view value) {
+  PutVarint64(out, key.size());
+  out->append(key.data(), key.size());
+  PutVarint64(out, value.size());
+  out->append(value.data(), value.size());
+}
+
+bool NextItem(absl::string_view* in, absl::string_view* key, absl::string_view* value) {
+  uint64_t n;
+  if (!GetVarint64(in, &n) || n > in->size()) return false;
+  *key = in->substr(0, n);
+  in->remove_prefix(n);
+  if (!GetVarint64(in, &n) || n > in->size()) return false;
+  *value = in->substr(0, n);
+  in->remove_prefix(n);
+  return true;
 }
 
 }  // namespace kvstore::storage

@@ -1,7 +1,9 @@
-// The on-disk encoding of the Raft log store (see raft_log_store.h for the layout).
+// The on-disk encoding of the Raft log store (see raft_log_store.h for how it is used).
 //
-// Keys: "e" + the entry index as 8 big-endian bytes, so that RocksDB's bytewise order is
-// index order; metadata keys start with "m/" and so sort after every entry.
+// Items: what the store writes is a list of (key, value) items. The keys name what a value
+// is: "e" + the entry index as 8 big-endian bytes for an entry, "m/..." for the rest. The
+// store's write-ahead log records (wal.h) are lists of items; the RocksDB database of the
+// first format (raft_log_legacy.h) held the same items as RocksDB keys and values.
 //
 // Values: a body of LEB128 varints (and raw bytes), then a CRC32C of key and body as
 // 4 little-endian bytes. Covering the key as well means a value found under the wrong
@@ -47,6 +49,10 @@ inline constexpr absl::string_view kHardStateKey = "m/hard_state";
 inline constexpr absl::string_view kCompactedKey = "m/compacted";
 inline constexpr absl::string_view kSnapshotMetaKey = "m/snapshot_meta";
 inline constexpr absl::string_view kSnapshotDataKey = "m/snapshot_data";
+// Replaces the whole log with an empty one after a position (a snapshot was installed).
+inline constexpr absl::string_view kLogResetKey = "m/log_reset";
+// The state a log segment starts from (WalCheckpoint).
+inline constexpr absl::string_view kCheckpointKey = "m/checkpoint";
 
 std::string EntryKey(uint64_t index);
 // The index of an entry key, or nullopt if `key` is not one.
@@ -64,8 +70,19 @@ struct LogPosition {
   bool operator==(const LogPosition&) const = default;
 };
 
-// What kFormatKey holds in this version.
-inline constexpr absl::string_view kFormatVersion = "raft-log-store/1";
+// What kFormatKey holds in this version: items in write-ahead log segments.
+inline constexpr absl::string_view kFormatVersion = "raft-log-store/2";
+// The first format: items as keys and values of a RocksDB database.
+inline constexpr absl::string_view kRocksDbFormatVersion = "raft-log-store/1";
+
+// Where the log stood when a segment began: the compaction point and the last index. The
+// entries between them are in earlier segments.
+struct WalCheckpoint {
+  LogPosition compacted;
+  uint64_t last_index = 0;
+
+  bool operator==(const WalCheckpoint&) const = default;
+};
 
 // Each Encode* returns the whole value to store under `key`, checksum included.
 // Entries: the index lives in the key only.
@@ -82,9 +99,19 @@ std::string EncodeSnapshotMeta(absl::string_view key, const raft::SnapshotMeta& 
 absl::StatusOr<raft::SnapshotMeta> DecodeSnapshotMeta(absl::string_view key,
                                                       absl::string_view value);
 
+std::string EncodeCheckpoint(absl::string_view key, const WalCheckpoint& c);
+absl::StatusOr<WalCheckpoint> DecodeCheckpoint(absl::string_view key, absl::string_view value);
+
 // Opaque bytes (the snapshot's data, the format marker), checksummed.
 std::string EncodeBytes(absl::string_view key, absl::string_view bytes);
 absl::StatusOr<std::string> DecodeBytes(absl::string_view key, absl::string_view value);
+
+// --- Item lists -------------------------------------------------------------------------
+
+// Appends one item: varint key size, key, varint value size, value.
+void AppendItem(std::string* out, absl::string_view key, absl::string_view value);
+// Reads the item at the front of `*in` and drops it from `*in`; false if it is malformed.
+bool NextItem(absl::string_view* in, absl::string_view* key, absl::string_view* value);
 
 }  // namespace kvstore::storage
 

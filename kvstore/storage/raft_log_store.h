@@ -1,5 +1,6 @@
 // RaftLogStore: what a Raft member must not forget (its log, hard state and snapshot
-// metadata) in a RocksDB database of its own, and the raft::Storage view the core reads.
+// metadata) in a write-ahead log of its own (wal.h), and the raft::Storage view the core
+// reads.
 //
 // It answers every raft::Storage call exactly as raft::MemoryStorage does, with the same
 // error statuses; Save() does what MemoryStorage's ApplySnapshot + Append + SetHardState
@@ -10,26 +11,28 @@
 // CreateSnapshot() when the application has taken a snapshot. Other threads that want the
 // last index or the term ask the driver, which has them from raft::Node::Status().
 //
-// Durability: every mutation is one rocksdb::WriteBatch, so after a crash the store holds
-// the state after some prefix of the calls that were made, never part of one. Save() with
-// sync=true, Bootstrap(), CreateSnapshot() and Compact() return only once the write is on
-// disk; Save(sync=false) survives a process crash but not necessarily a power loss. If a
-// write fails, what reached the disk is unknown (a failed fsync may have dropped pages),
-// so the store refuses every later mutation with FailedPreconditionError: reopen it.
+// Durability: every mutation is one WAL record, so after a crash the store holds the state
+// after some prefix of the calls that were made, never part of one. Save() with sync=true,
+// Bootstrap(), CreateSnapshot() and Compact() return only once the record is on disk;
+// Save(sync=false) survives a process crash but not necessarily a power loss. If a write
+// fails, what reached the disk is unknown (a failed fsync may have dropped pages), so the
+// store refuses every later mutation with FailedPreconditionError: reopen it.
 //
-// Memory: FirstIndex(), LastIndex(), the hard state, the snapshot metadata and the term of
-// every held entry (one (index, term) pair per term change) are kept in memory, as is a
-// byte-bounded cache of the newest entries. Term() never reads RocksDB, nor do Entries()
-// that fall inside the cache (the leader's usual case); older entries and the snapshot
-// data are read from RocksDB when asked for. Whatever is read from disk is checked against
-// its CRC32C: a value that fails is reported as absl::DataLossError, never returned.
-// Open() reads and checks the whole log once, so a log that is corrupt or has a gap does
-// not open.
+// Memory: the whole log since the compaction point is kept in memory, as etcd keeps it
+// (raft.MemoryStorage beside its WAL): the driver compacts every --snapshot-count entries,
+// so that is at most about that many entries. No raft::Storage call reads the disk.
 //
-// Layout (see raft_codec.h): "e" + big-endian index -> entry (term, type, data);
-// "m/hard_state", "m/snapshot_meta" (index, term, conf state), "m/snapshot_data",
-// "m/compacted" (index and term of the entry before FirstIndex()), "m/format". Invariant:
-// the entries held are exactly (compacted.index, LastIndex()], without gaps.
+// Records (items, raft_codec.h): a Save is its snapshot (snapshot meta, snapshot data and
+// a log reset to the snapshot's position), its entries (an entry at index i replaces those
+// from i on) and its hard state; CreateSnapshot() the snapshot meta and data; Compact() the
+// new compaction point. Each segment begins with a checkpoint: the format, the compaction
+// point and last index, the hard state and the snapshot, so that the segments before the
+// last one that began at or below the compaction point can be deleted. A segment is tagged
+// with the last index + 1 when it began. Open() replays every record, checking each
+// value's CRC as well as the record's: a log that is damaged or has a gap does not open.
+//
+// A directory of the first format (a RocksDB database, raft_log_legacy.h) is moved into a
+// new segment when opened, in one record, and its RocksDB files are then removed.
 #ifndef KVSTORE_STORAGE_RAFT_LOG_STORE_H_
 #define KVSTORE_STORAGE_RAFT_LOG_STORE_H_
 
@@ -45,26 +48,18 @@
 #include "kvstore/raft/storage.h"
 #include "kvstore/raft/types.h"
 #include "kvstore/storage/raft_codec.h"
-
-namespace rocksdb {
-class DB;
-class Env;
-class WriteBatch;
-}  // namespace rocksdb
+#include "kvstore/storage/wal.h"
 
 namespace kvstore::storage {
 
 class RaftLogStore : public raft::Storage {
  public:
   struct Options {
-    // Bytes (raft::EntrySize) of the newest entries kept in memory; 0 keeps none.
-    uint64_t tail_cache_bytes = 8 << 20;
-    // Where RocksDB does its I/O; null: the default. Not owned; must outlive the store.
-    // Tests pass one whose disk forgets what was not synced.
-    rocksdb::Env* env = nullptr;
+    // Segment size and file events (tests journal syncs to drop what a power loss would).
+    Wal::Options wal;
   };
 
-  // Creates the database in `dir` (and `dir` itself) if missing, or reopens it. Fails with
+  // Creates the log in `dir` (and `dir` itself) if missing, or reopens it. Fails with
   // FailedPreconditionError if `dir` cannot be used or holds something else, and with
   // DataLossError if what it holds is corrupt.
   static absl::StatusOr<std::unique_ptr<RaftLogStore>> Open(const std::string& dir);
@@ -111,44 +106,40 @@ class RaftLogStore : public raft::Storage {
   const std::string& dir() const { return dir_; }
 
  private:
-  // The first index of a run of entries that share a term.
-  struct TermRun {
-    uint64_t first_index;
-    uint64_t term;
-  };
+  RaftLogStore(std::string dir, Options options);
 
-  RaftLogStore(std::string dir, Options options, std::unique_ptr<rocksdb::DB> db);
-
-  // Reads the metadata and checks the whole log, filling the in-memory state.
-  absl::Status Load();
-  absl::Status Write(rocksdb::WriteBatch* batch, bool sync, absl::string_view what);
-  // Reads entries [lo, hi) from RocksDB, stopping once `*bytes` would exceed `max_bytes`
-  // (but never before `out` holds one entry).
-  absl::Status ReadEntries(uint64_t lo, uint64_t hi, uint64_t max_bytes, uint64_t* bytes,
-                           std::vector<raft::Entry>* out) const;
+  // Applies one WAL record while opening; then checks that the log has no gap.
+  absl::Status Replay(absl::string_view record);
+  absl::Status ReplayItem(absl::string_view key, absl::string_view value);
+  absl::Status CheckReplayed() const;
+  // The first record of a segment begun now.
+  std::string CheckpointRecord() const;
+  // Writes one record, starting a segment first if it does not fit in the current one.
+  absl::Status Write(const std::string& record, bool sync, absl::string_view what);
+  // Deletes the segments that hold only entries at or below the compaction point.
+  absl::Status ReleaseSegments();
   // REQUIRES: compacted_.index <= i <= last_index_.
   uint64_t TermOf(uint64_t i) const;
 
-  // In-memory bookkeeping, called once the corresponding write is durable.
+  // In-memory bookkeeping, called once the corresponding write is durable (and by Replay).
   void ResetLog(const LogPosition& base);
-  void TruncateFrom(uint64_t index);
-  void AppendInMemory(const raft::Entry& e);
+  // Replaces the entries from e.index on with e. REQUIRES: e.index <= last_index_ + 1.
+  void AppendInMemory(raft::Entry e);
   void CompactInMemory(const LogPosition& base);
-  uint64_t TailFirstIndex() const { return last_index_ + 1 - tail_.size(); }
 
   const std::string dir_;
   const Options options_;
-  std::unique_ptr<rocksdb::DB> db_;
+  std::unique_ptr<Wal> wal_;
 
   raft::HardState hard_state_;
   raft::SnapshotMeta snapshot_meta_;
+  std::string snapshot_data_;
   LogPosition compacted_;
   uint64_t last_index_ = 0;
-  // Covers (compacted_.index, last_index_]; first_index increases; empty iff no entries.
-  std::vector<TermRun> term_runs_;
-  // The entries (last_index_ - tail_.size(), last_index_], holding tail_bytes_.
-  std::deque<raft::Entry> tail_;
-  uint64_t tail_bytes_ = 0;
+  // The entries (compacted_.index, last_index_] (while replaying, possibly a suffix of them).
+  std::deque<raft::Entry> entries_;
+  // Whether Replay() has seen the first checkpoint.
+  bool replayed_checkpoint_ = false;
   // Set by the first failed write; every mutation after it fails with it.
   absl::Status write_failure_;
 };

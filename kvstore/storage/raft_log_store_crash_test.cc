@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -28,8 +29,6 @@
 #include "absl/strings/str_split.h"
 #include "kvstore/storage/raft_log_store.h"
 #include "kvstore/storage/raft_log_store_testing.h"
-#include "rocksdb/env.h"
-#include "rocksdb/file_system.h"
 
 extern char** environ;
 
@@ -54,145 +53,35 @@ bool WriteAll(int fd, const void* buf, size_t n) {
   return true;
 }
 
-// A file system that notes in a journal (outside the database) how many bytes of each file
-// a sync has made durable, so that after the process is killed the test can drop the rest,
-// as a power loss would: leveldb's FaultInjectionTestEnv done across processes. The
-// journal is written with one write(2) per line, which survives SIGKILL.
+// Notes in a journal (outside the log) how many bytes of each file a sync has made
+// durable, so that after the process is killed the test can drop the rest, as a power loss
+// would. The journal is written with one write(2) per line, which survives SIGKILL.
 //
-// Lines: "C\t<path>" created (or truncated), "S\t<bytes>\t<path>" synced up to <bytes>,
-// "R\t<src>\t<dst>" renamed, "D\t<path>" deleted. Directory entries are taken as durable
-// (RocksDB fsyncs its directory after creating files); only file contents are forgotten.
-//
-// Thread-safe: RocksDB calls it from its background threads as well.
-class SyncJournalFileSystem : public rocksdb::FileSystemWrapper {
+// Lines: "C\t<path>" created, "S\t<bytes>\t<path>" synced up to <bytes>, "D\t<path>"
+// deleted. Directory entries are taken as durable (the log fsyncs its directory after
+// creating a segment); only file contents are forgotten.
+class SyncJournal : public Wal::FileEvents {
  public:
-  explicit SyncJournalFileSystem(int journal_fd)
-      : rocksdb::FileSystemWrapper(rocksdb::FileSystem::Default()), journal_fd_(journal_fd) {}
+  explicit SyncJournal(int fd) : fd_(fd) {}
 
-  const char* Name() const override { return "SyncJournalFileSystem"; }
-
-  void Note(const std::string& line) const {
-    const std::string l = line + "\n";
-    if (!WriteAll(journal_fd_, l.data(), l.size())) std::_Exit(7);
+  void Created(const std::string& path) override { Note(absl::StrCat("C\t", path)); }
+  void Synced(const std::string& path, uint64_t bytes) override {
+    Note(absl::StrCat("S\t", bytes, "\t", path));
   }
-
-  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
-                                    rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
-    if (s.ok()) {
-      Note(absl::StrCat("C\t", f));
-      *r = std::make_unique<JournaledFile>(std::move(*r), f, 0, this);
-    }
-    return s;
-  }
-
-  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
-                                       rocksdb::IODebugContext* dbg) override {
-    uint64_t size = 0;
-    rocksdb::IOStatus s = target()->GetFileSize(f, rocksdb::IOOptions(), &size, dbg);
-    if (s.ok()) s = target()->ReopenWritableFile(f, o, r, dbg);
-    // What was there before is taken as durable.
-    if (s.ok()) *r = std::make_unique<JournaledFile>(std::move(*r), f, size, this);
-    return s;
-  }
-
-  rocksdb::IOStatus ReuseWritableFile(const std::string&, const std::string&,
-                                      const rocksdb::FileOptions&,
-                                      std::unique_ptr<rocksdb::FSWritableFile>*,
-                                      rocksdb::IODebugContext*) override {
-    return rocksdb::IOStatus::NotSupported("not journaled");  // only with recycled WALs
-  }
-
-  rocksdb::IOStatus RenameFile(const std::string& src, const std::string& dst,
-                               const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s = target()->RenameFile(src, dst, o, dbg);
-    if (s.ok()) Note(absl::StrCat("R\t", src, "\t", dst));
-    return s;
-  }
-
-  rocksdb::IOStatus DeleteFile(const std::string& f, const rocksdb::IOOptions& o,
-                               rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s = target()->DeleteFile(f, o, dbg);
-    if (s.ok()) Note(absl::StrCat("D\t", f));
-    return s;
-  }
+  void Deleted(const std::string& path) override { Note(absl::StrCat("D\t", path)); }
 
  private:
-  class JournaledFile : public rocksdb::FSWritableFileOwnerWrapper {
-   public:
-    JournaledFile(std::unique_ptr<rocksdb::FSWritableFile> f, std::string name, uint64_t size,
-                  const SyncJournalFileSystem* fs)
-        : rocksdb::FSWritableFileOwnerWrapper(std::move(f)),
-          name_(std::move(name)),
-          size_(size),
-          fs_(fs) {}
+  void Note(const std::string& line) const {
+    const std::string l = line + "\n";
+    if (!WriteAll(fd_, l.data(), l.size())) std::_Exit(7);
+  }
 
-    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
-                             rocksdb::IODebugContext* dbg) override {
-      rocksdb::IOStatus s = target()->Append(data, o, dbg);
-      if (s.ok()) size_ += data.size();
-      return s;
-    }
-    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
-                             const rocksdb::DataVerificationInfo& v,
-                             rocksdb::IODebugContext* dbg) override {
-      rocksdb::IOStatus s = target()->Append(data, o, v, dbg);
-      if (s.ok()) size_ += data.size();
-      return s;
-    }
-    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
-                                       const rocksdb::IOOptions& o,
-                                       rocksdb::IODebugContext* dbg) override {
-      rocksdb::IOStatus s = target()->PositionedAppend(data, offset, o, dbg);
-      if (s.ok()) GrowTo(offset + data.size());
-      return s;
-    }
-    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
-                                       const rocksdb::IOOptions& o,
-                                       const rocksdb::DataVerificationInfo& v,
-                                       rocksdb::IODebugContext* dbg) override {
-      rocksdb::IOStatus s = target()->PositionedAppend(data, offset, o, v, dbg);
-      if (s.ok()) GrowTo(offset + data.size());
-      return s;
-    }
-    rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& o,
-                               rocksdb::IODebugContext* dbg) override {
-      rocksdb::IOStatus s = target()->Truncate(size, o, dbg);
-      if (s.ok()) size_ = size;
-      return s;
-    }
-    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
-      const uint64_t durable = size_;  // bytes appended before the sync began
-      rocksdb::IOStatus s = target()->Sync(o, dbg);
-      if (s.ok()) fs_->Note(absl::StrCat("S\t", durable, "\t", name_));
-      return s;
-    }
-    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
-      const uint64_t durable = size_;
-      rocksdb::IOStatus s = target()->Fsync(o, dbg);
-      if (s.ok()) fs_->Note(absl::StrCat("S\t", durable, "\t", name_));
-      return s;
-    }
-
-   private:
-    void GrowTo(uint64_t end) {
-      uint64_t cur = size_.load();
-      while (end > cur && !size_.compare_exchange_weak(cur, end)) {
-      }
-    }
-
-    const std::string name_;
-    std::atomic<uint64_t> size_;
-    const SyncJournalFileSystem* const fs_;
-  };
-
-  const int journal_fd_;
+  const int fd_;
 };
 
-// Applies a journal: every file touched in it is cut back to what its last sync made
-// durable (nothing, if it was never synced). Returns how many bytes were dropped.
+// Applies a journal: every file touched in it reads as zeros past what its last sync made
+// durable (all of it, if it was never synced), as a preallocated file does after a power
+// loss. Returns how many bytes were dropped.
 uint64_t ForgetUnsynced(const std::string& journal) {
   std::map<std::string, uint64_t> durable;
   std::ifstream in(journal);
@@ -203,14 +92,6 @@ uint64_t ForgetUnsynced(const std::string& journal) {
       durable[f[1]] = 0;
     } else if (f[0] == "S" && f.size() == 3) {
       durable[f[2]] = std::strtoull(f[1].c_str(), nullptr, 10);
-    } else if (f[0] == "R" && f.size() == 3) {
-      auto it = durable.find(f[1]);
-      if (it != durable.end()) {
-        durable[f[2]] = it->second;
-        durable.erase(f[1]);
-      } else {
-        durable.erase(f[2]);  // an older, untracked file under the new name
-      }
     } else if (f[0] == "D" && f.size() == 2) {
       durable.erase(f[1]);
     } else {
@@ -219,24 +100,32 @@ uint64_t ForgetUnsynced(const std::string& journal) {
   }
   uint64_t dropped = 0;
   for (const auto& [path, bytes] : durable) {
-    std::error_code ec;
-    const uintmax_t size = fs::file_size(path, ec);
-    if (!ec && size > bytes) {
-      fs::resize_file(path, bytes, ec);
-      EXPECT_FALSE(ec) << path << ": " << ec.message();
-      dropped += size - bytes;
+    std::string data;
+    {
+      std::ifstream f(path, std::ios::binary);
+      if (!f) continue;
+      data.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
     }
+    const size_t end = data.find_last_not_of('\0') + 1;  // 0 if all zeros
+    if (end <= bytes) continue;
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(bytes));
+    const std::string zeros(end - bytes, '\0');
+    f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+    EXPECT_TRUE(f.good()) << path;
+    dropped += end - bytes;
   }
   return dropped;
 }
 
-// The crash test's child runs this binary again with these set (a fresh process: RocksDB's
-// background threads do not survive a bare fork).
+// The crash test's child runs this binary again with these set (a fresh process, as a
+// restarted member is).
 constexpr char kChildDirEnv[] = "RAFT_LOG_STORE_CRASH_DIR";
 constexpr char kChildFdEnv[] = "RAFT_LOG_STORE_CRASH_FD";
 constexpr char kChildTermEnv[] = "RAFT_LOG_STORE_CRASH_TERM";
 constexpr char kChildJournalEnv[] = "RAFT_LOG_STORE_CRASH_JOURNAL";
 constexpr char kChildTestName[] = "RaftLogStoreCrashTest.ChildAppendsUntilKilled";
+constexpr uint64_t kCrashSegmentBytes = 64 << 10;
 
 // What entry `index` of term `term` holds in the crash test: sizes vary from 0 to ~2 KiB.
 std::string CrashEntryData(uint64_t index, uint64_t term) {
@@ -250,13 +139,14 @@ TEST(RaftLogStoreCrashTest, ChildAppendsUntilKilled) {
   if (dir == nullptr) GTEST_SKIP() << "runs only as the child of the SIGKILL tests below";
   const int fd = std::atoi(std::getenv(kChildFdEnv));
   const uint64_t term = std::strtoull(std::getenv(kChildTermEnv), nullptr, 10);
-  RaftLogStore::Options options;
-  std::unique_ptr<rocksdb::Env> env;
-  if (const char* journal = std::getenv(kChildJournalEnv); journal != nullptr) {
-    const int journal_fd = open(journal, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  // Small segments: the child begins new ones and deletes old ones as it goes.
+  RaftLogStore::Options options{.wal = {.segment_bytes = kCrashSegmentBytes}};
+  std::unique_ptr<SyncJournal> journal;
+  if (const char* path = std::getenv(kChildJournalEnv); path != nullptr) {
+    const int journal_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (journal_fd < 0) std::_Exit(8);
-    env = rocksdb::NewCompositeEnv(std::make_shared<SyncJournalFileSystem>(journal_fd));
-    options.env = env.get();
+    journal = std::make_unique<SyncJournal>(journal_fd);
+    options.wal.events = journal.get();
   }
   std::unique_ptr<RaftLogStore> store = OpenStore(dir, options);
   if (store == nullptr) std::_Exit(2);

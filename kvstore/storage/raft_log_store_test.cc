@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <functional>
+#include <iterator>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -21,10 +21,9 @@
 #include "kvstore/raft/node.h"
 #include "kvstore/storage/raft_codec.h"
 #include "kvstore/storage/raft_log_store_testing.h"
+#include "kvstore/storage/wal.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
-#include "rocksdb/perf_context.h"
-#include "rocksdb/perf_level.h"
 
 namespace kvstore::storage {
 namespace {
@@ -36,26 +35,58 @@ using raft_log_testing::OpenStore;
 using raft_log_testing::TempDir;
 using raft_log_testing::TestSeed;
 
-// Writes directly to the RocksDB database of a closed store, as a bad disk or a bug would.
-void WithRawDb(const std::string& dir, const std::function<void(rocksdb::DB*)>& fn) {
-  rocksdb::DB* raw = nullptr;
-  const rocksdb::Status s = rocksdb::DB::Open(rocksdb::Options(), dir, &raw);
-  ASSERT_TRUE(s.ok()) << s.ToString();
-  std::unique_ptr<rocksdb::DB> db(raw);
-  fn(db.get());
-  db->Close().PermitUncheckedError();
+// The segment files of a closed store, oldest first.
+std::vector<std::string> Segments(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const fs::directory_entry& f : fs::directory_iterator(dir)) {
+    if (f.path().extension() == ".wal") out.push_back(f.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
-void FlipBit(const std::string& dir, absl::string_view key, size_t byte, int bit = 0) {
-  WithRawDb(dir, [&](rocksdb::DB* db) {
-    std::string value;
-    ASSERT_TRUE(
-        db->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &value).ok());
-    ASSERT_LT(byte, value.size());
-    value[byte] = static_cast<char>(value[byte] ^ (1 << bit));
-    ASSERT_TRUE(
-        db->Put(rocksdb::WriteOptions(), rocksdb::Slice(key.data(), key.size()), value).ok());
-  });
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void WriteBytesAt(const std::string& path, uint64_t offset, absl::string_view bytes) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(f.good()) << path;
+}
+
+// A record of a segment: where its frame starts and what it holds.
+struct SegmentRecord {
+  uint64_t offset;
+  std::string payload;
+};
+
+// The records of a segment file, by its framing (wal.h): 8-byte header, 8-byte alignment.
+std::vector<SegmentRecord> RecordsOf(const std::string& path) {
+  const std::string data = ReadBytes(path);
+  std::vector<SegmentRecord> out;
+  uint64_t pos = 0;
+  while (pos + 8 <= data.size()) {
+    uint32_t length = 0;
+    for (int k = 3; k >= 0; --k) length = length << 8 | static_cast<uint8_t>(data[pos + k]);
+    if (length == 0 || pos + 8 + length > data.size()) break;
+    out.push_back({pos, data.substr(pos + 8, length)});
+    pos += (8 + length + 7) / 8 * 8;
+  }
+  return out;
+}
+
+// The seq a segment file's name gives.
+uint64_t SeqOf(const std::string& path) {
+  return std::stoull(fs::path(path).filename().string().substr(0, 16), nullptr, 16);
+}
+
+void FlipBitAt(const std::string& path, uint64_t offset, int bit) {
+  const std::string data = ReadBytes(path);
+  ASSERT_LT(offset, data.size());
+  WriteBytesAt(path, offset, std::string(1, static_cast<char>(data[offset] ^ (1 << bit))));
 }
 
 // --- Basics -----------------------------------------------------------------------------
@@ -133,7 +164,7 @@ TEST(RaftLogStoreTest, OpenRejectsUnusableDirectories) {
   s = RaftLogStore::Open(foreign);
   EXPECT_TRUE(absl::IsFailedPrecondition(s.status())) << s.status();
 
-  // A store already open (RocksDB's lock).
+  // A store already open (the log's lock).
   std::unique_ptr<RaftLogStore> first = OpenStore(tmp.Sub("log"));
   ASSERT_NE(first, nullptr);
   s = RaftLogStore::Open(tmp.Sub("log"));
@@ -358,14 +389,15 @@ void RunRandomSequence(uint64_t seed, const RaftLogStore::Options& options, int 
 
 TEST(RaftLogStoreTest, MatchesMemoryStorageOnRandomOperations) {
   const uint64_t base_seed = TestSeed(1);
-  const uint64_t cache_sizes[] = {0, 300, 8 << 20};
+  // Small segments make the log begin new ones and delete old ones all the time.
+  const uint64_t segment_sizes[] = {512, 4 << 10, 64 << 20};
   Coverage cov;
   for (uint64_t k = 0; k < 12; ++k) {
     const uint64_t seed = base_seed + k;
-    const uint64_t cache = cache_sizes[k % std::size(cache_sizes)];
+    const uint64_t segment = segment_sizes[k % std::size(segment_sizes)];
     SCOPED_TRACE(absl::StrCat("seed ", seed, " (rerun with RAFT_LOG_STORE_TEST_SEED=", seed,
-                              "), tail cache ", cache, " bytes"));
-    RunRandomSequence(seed, RaftLogStore::Options{.tail_cache_bytes = cache}, 300, &cov);
+                              "), segments of ", segment, " bytes"));
+    RunRandomSequence(seed, RaftLogStore::Options{.wal = {.segment_bytes = segment}}, 300, &cov);
     if (HasFailure()) return;
   }
   std::cerr << "random operations: " << cov.saves_ok << " saves (" << cov.snapshots_installed
@@ -403,7 +435,7 @@ TEST(RaftLogStoreTest, ReopenKeepsExactlyWhatWasSaved) {
   save(&hs, MakeEntries(2, 200, 2, "a"), nullptr);
   reopen_and_compare();
 
-  // A new leader replaces a short suffix (point deletes of the stale entries)...
+  // A new leader replaces a short suffix...
   hs = {.term = 3, .vote = 2, .commit = 150};
   save(&hs, MakeEntries(190, 195, 3, "b"), nullptr);
   ASSERT_EQ(store->LastIndex(), 195u);
@@ -414,7 +446,7 @@ TEST(RaftLogStoreTest, ReopenKeepsExactlyWhatWasSaved) {
   EXPECT_TRUE(raft::IsCompacted(store->Term(0).status()));
   EXPECT_EQ(store->Term(196).status(), raft::UnavailableEntryError());
 
-  // ... and a long one (a range delete).
+  // ... and a long one.
   hs = {.term = 4, .vote = 3, .commit = 60};
   save(&hs, MakeEntries(61, 70, 4, "c"), nullptr);
   reopen_and_compare();
@@ -442,8 +474,8 @@ TEST(RaftLogStoreTest, ReopenKeepsExactlyWhatWasSaved) {
   EXPECT_EQ(store->GetSnapshot().value(), snap);
 }
 
-// A snapshot inside a long log: one range tombstone drops the old log and the new entries,
-// written after it in the same batch, replace part of what it covers.
+// A snapshot inside a long log: the record drops the old log and the new entries, written
+// after it in the same record, replace part of what it covered.
 TEST(RaftLogStoreTest, SnapshotInsideALongLogReplacesIt) {
   TempDir tmp;
   const std::string dir = tmp.Sub("log");
@@ -461,136 +493,256 @@ TEST(RaftLogStoreTest, SnapshotInsideALongLogReplacesIt) {
     EXPECT_EQ(store->Term(100).value(), 3u);
     EXPECT_EQ(store->Entries(101, 106, kNoLimit).value(), MakeEntries(101, 105, 3, "new"));
     store.reset();
-    store = OpenStore(dir, RaftLogStore::Options{.tail_cache_bytes = 0});
+    store = OpenStore(dir);
     ASSERT_NE(store, nullptr);
   }
 }
 
-TEST(RaftLogStoreTest, TermAndTailEntriesDoNotReadRocksDb) {
+TEST(RaftLogStoreTest, CompactionDeletesSegmentsAndKeepsTheLog) {
   TempDir tmp;
-  std::unique_ptr<RaftLogStore> store =
-      OpenStore(tmp.Sub("log"), RaftLogStore::Options{.tail_cache_bytes = 64 << 10});
+  const std::string dir = tmp.Sub("log");
+  const RaftLogStore::Options options{.wal = {.segment_bytes = 4 << 10}};
+  std::unique_ptr<RaftLogStore> store = OpenStore(dir, options);
   ASSERT_NE(store, nullptr);
   ASSERT_OK(store->Bootstrap({1}));
-  for (uint64_t i = 2; i <= 2001; i += 100) {
-    ASSERT_OK(store->Save(nullptr, MakeEntries(i, i + 99, i / 500 + 1), nullptr, false));
+  raft::MemoryStorage mem = raft::MemoryStorage::Bootstrapped({1});
+  for (uint64_t i = 2; i <= 2001; i += 50) {
+    const raft::HardState hs{.term = i / 500 + 1, .vote = 1, .commit = i};
+    const std::vector<raft::Entry> entries = MakeEntries(i, i + 49, i / 500 + 1);
+    ASSERT_OK(ReferenceSave(mem, &hs, entries, nullptr));
+    ASSERT_OK(store->Save(&hs, entries, nullptr, false));
   }
-  // About 30 bytes an entry: the cache holds the newest two thousand or so.
-  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
-  rocksdb::PerfContext* perf = rocksdb::get_perf_context();
-  perf->Reset();
-  for (uint64_t i = 1; i <= 2001; ++i) ASSERT_TRUE(store->Term(i).ok());
-  absl::StatusOr<std::vector<raft::Entry>> tail = store->Entries(1900, 2002, kNoLimit);
-  ASSERT_TRUE(tail.ok()) << tail.status();
-  EXPECT_EQ(tail->size(), 102u);
-  EXPECT_EQ(perf->get_from_memtable_count + perf->seek_on_memtable_count, 0u);
-
-  // A new store over the same data has the same cache; a read far back goes to RocksDB.
   store.reset();
-  store = OpenStore(tmp.Sub("log"), RaftLogStore::Options{.tail_cache_bytes = 1 << 10});
+  const size_t before = Segments(dir).size();
+  EXPECT_GT(before, 10u);
+
+  store = OpenStore(dir, options);
   ASSERT_NE(store, nullptr);
-  perf->Reset();
-  absl::StatusOr<std::vector<raft::Entry>> old = store->Entries(2, 12, kNoLimit);
-  ASSERT_TRUE(old.ok()) << old.status();
-  EXPECT_EQ(old->front().data, "entry-2");
-  EXPECT_GT(perf->seek_on_memtable_count + perf->block_read_count, 0u);
-  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  ExpectSameState(mem, *store);
+  ASSERT_OK(mem.Compact(1900));
+  ASSERT_OK(store->Compact(1900));
+  store.reset();
+  const size_t after = Segments(dir).size();
+  EXPECT_LT(after, 5u) << "before compaction " << before;
+  store = OpenStore(dir, options);
+  ASSERT_NE(store, nullptr);
+  ExpectSameState(mem, *store);
+  EXPECT_EQ(store->Entries(1901, 1902, kNoLimit).value(), MakeEntries(1901, 1901, 4));
+
+  // A snapshot from a leader drops every segment but the current one.
+  raft::Snapshot snap;
+  snap.meta = {.index = 5000, .term = 9, .conf_state = {.voters = {1}}};
+  ASSERT_OK(store->Save(nullptr, {}, &snap, true));
+  store.reset();
+  EXPECT_EQ(Segments(dir).size(), 1u);
+  store = OpenStore(dir, options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->FirstIndex(), 5001u);
+  EXPECT_EQ(store->GetSnapshot().value(), snap);
 }
 
-// --- Corruption --------------------------------------------------------------------------
+// A store of the first format (a RocksDB database) is moved into the write-ahead log.
+TEST(RaftLogStoreTest, OpeningARocksDbFormatStoreMovesItIntoTheLog) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("log");
+  const raft::HardState hs{.term = 3, .vote = 2, .commit = 40};
+  const raft::SnapshotMeta meta{.index = 20, .term = 2, .conf_state = {.voters = {1, 2, 3}}};
+  const LogPosition compacted{.index = 15, .term = 2};
+  const std::vector<raft::Entry> entries = MakeEntries(16, 50, 3, "old");
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    auto put = [&](absl::string_view key, const std::string& value) {
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), rocksdb::Slice(key.data(), key.size()), value)
+                      .ok());
+    };
+    put(kFormatKey, EncodeBytes(kFormatKey, kRocksDbFormatVersion));
+    put(kHardStateKey, EncodeHardState(kHardStateKey, hs));
+    put(kSnapshotMetaKey, EncodeSnapshotMeta(kSnapshotMetaKey, meta));
+    put(kSnapshotDataKey, EncodeBytes(kSnapshotDataKey, "state@20"));
+    put(kCompactedKey, EncodeLogPosition(kCompactedKey, compacted));
+    for (const raft::Entry& e : entries) put(EntryKey(e.index), EncodeEntryValue(EntryKey(e.index), e));
+  }
+  for (int reopen = 0; reopen < 2; ++reopen) {
+    std::unique_ptr<RaftLogStore> store = OpenStore(dir);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->hard_state(), hs);
+    EXPECT_EQ(store->snapshot_meta(), meta);
+    EXPECT_EQ(store->GetSnapshot().value().data, "state@20");
+    EXPECT_EQ(store->FirstIndex(), 16u);
+    EXPECT_EQ(store->Term(15).value(), 2u);
+    EXPECT_EQ(store->Entries(16, 51, kNoLimit).value(), entries);
+    EXPECT_FALSE(fs::exists(fs::path(dir) / "CURRENT"));
+    EXPECT_EQ(Segments(dir).size(), 1u);
+  }
 
+  // A RocksDB database with a gap in its log does not open, and is left as it was.
+  const std::string gap = tmp.Sub("gap");
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, gap, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), std::string(kFormatKey),
+                        EncodeBytes(kFormatKey, kRocksDbFormatVersion))
+                    .ok());
+    const raft::Entry e{.term = 1, .index = 2};
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), EntryKey(2), EncodeEntryValue(EntryKey(2), e)).ok());
+  }
+  const absl::Status s = RaftLogStore::Open(gap).status();
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_TRUE(fs::exists(fs::path(gap) / "CURRENT"));
+}
+
+// --- Damage ------------------------------------------------------------------------------
+
+// A log of several segments: bootstrap, 29 entries, a snapshot at 10, compaction to 5.
 class RaftLogStoreCorruptionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::unique_ptr<RaftLogStore> store = OpenStore(dir_);
+    std::unique_ptr<RaftLogStore> store = OpenStore(dir_, options_);
     ASSERT_NE(store, nullptr);
     ASSERT_OK(store->Bootstrap({1, 2, 3}));
-    const raft::HardState hs{.term = 2, .vote = 1, .commit = 20};
-    ASSERT_OK(store->Save(&hs, MakeEntries(2, 30, 2), nullptr, true));
+    for (uint64_t i = 2; i <= 30; ++i) {
+      const raft::HardState hs{.term = 2, .vote = 1, .commit = i - 1};
+      ASSERT_OK(store->Save(&hs, MakeEntries(i, i, 2), nullptr, true));
+    }
     ASSERT_OK(store->CreateSnapshot(10, {.voters = {1, 2, 3}}, "application state"));
     ASSERT_OK(store->Compact(5));
+    store.reset();
+    segments_ = Segments(dir_);
+    ASSERT_GE(segments_.size(), 3u);
   }
 
-  absl::Status OpenStatus() { return RaftLogStore::Open(dir_).status(); }
+  absl::Status OpenStatus() { return RaftLogStore::Open(dir_, options_).status(); }
+
+  // Rewrites a record in place with a valid frame around `payload` (same size or smaller).
+  void ReplaceRecord(const std::string& segment, const SegmentRecord& r,
+                     absl::string_view payload) {
+    std::string frame = FrameWalRecord(SeqOf(segment), payload);
+    frame.resize((8 + r.payload.size() + 7) / 8 * 8, '\0');
+    WriteBytesAt(segment, r.offset, frame);
+  }
 
   TempDir tmp_;
   const std::string dir_ = tmp_.Sub("log");
+  const RaftLogStore::Options options_{.wal = {.segment_bytes = 512}};
+  std::vector<std::string> segments_;
 };
 
-TEST_F(RaftLogStoreCorruptionTest, EveryFlippedByteOfAnEntryIsDataLoss) {
-  std::string value;
-  WithRawDb(dir_, [&](rocksdb::DB* db) {
-    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), EntryKey(17), &value).ok());
-  });
-  for (size_t byte = 0; byte < value.size(); ++byte) {
-    FlipBit(dir_, EntryKey(17), byte, static_cast<int>(byte % 8));
+TEST_F(RaftLogStoreCorruptionTest, EveryFlippedByteOfARecordIsDataLoss) {
+  // A segment in the middle: nothing in it can be a torn write.
+  const std::string segment = segments_[1];
+  const std::vector<SegmentRecord> records = RecordsOf(segment);
+  ASSERT_GE(records.size(), 2u);
+  const SegmentRecord& r = records[1];
+  for (uint64_t byte = r.offset; byte < r.offset + 8 + r.payload.size(); ++byte) {
+    FlipBitAt(segment, byte, static_cast<int>(byte % 8));
     const absl::Status s = OpenStatus();
     EXPECT_TRUE(absl::IsDataLoss(s)) << "byte " << byte << ": " << s;
-    EXPECT_NE(s.message().find("e#17"), std::string::npos) << s;
-    FlipBit(dir_, EntryKey(17), byte, static_cast<int>(byte % 8));  // repair
+    EXPECT_NE(s.message().find(segment), std::string::npos) << s;
+    FlipBitAt(segment, byte, static_cast<int>(byte % 8));  // repair
   }
-  std::unique_ptr<RaftLogStore> store = OpenStore(dir_);
-  ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->Entries(17, 18, kNoLimit).value().front().data, "entry-17");
+  ASSERT_OK(OpenStatus());
 }
 
-TEST_F(RaftLogStoreCorruptionTest, CorruptMetadataIsDataLoss) {
-  for (absl::string_view key : {kHardStateKey, kSnapshotMetaKey, kCompactedKey, kFormatKey}) {
-    FlipBit(dir_, key, 0, 3);
-    const absl::Status s = OpenStatus();
-    EXPECT_TRUE(absl::IsDataLoss(s)) << key << ": " << s;
-    FlipBit(dir_, key, 0, 3);
-  }
-  // The snapshot data is read when asked for, not at open.
-  FlipBit(dir_, kSnapshotDataKey, 2);
-  std::unique_ptr<RaftLogStore> store = OpenStore(dir_);
-  ASSERT_NE(store, nullptr);
-  EXPECT_TRUE(absl::IsDataLoss(store->GetSnapshot().status()));
-}
-
-TEST_F(RaftLogStoreCorruptionTest, AMissingEntryIsDataLoss) {
-  WithRawDb(dir_, [](rocksdb::DB* db) {
-    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), EntryKey(12)).ok());
-  });
+TEST_F(RaftLogStoreCorruptionTest, DamageBeforeIntactRecordsOfTheLastSegmentIsDataLoss) {
+  const std::string segment = segments_.back();
+  const std::vector<SegmentRecord> records = RecordsOf(segment);
+  ASSERT_GE(records.size(), 2u);
+  FlipBitAt(segment, records[0].offset + 9, 1);
   const absl::Status s = OpenStatus();
   EXPECT_TRUE(absl::IsDataLoss(s)) << s;
-  EXPECT_NE(s.message().find("entry 12"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("before records that are intact"), std::string::npos) << s;
 }
 
-TEST_F(RaftLogStoreCorruptionTest, AnEntryBelowTheCompactionPointIsDataLoss) {
-  WithRawDb(dir_, [](rocksdb::DB* db) {
-    const std::string key = EntryKey(3);
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key,
-                        EncodeEntryValue(key, raft::Entry{.term = 2, .index = 3}))
-                    .ok());
-  });
-  EXPECT_TRUE(absl::IsDataLoss(OpenStatus()));
-}
-
-// RocksDB's write-ahead log, damaged in the middle: acknowledged writes would be lost, so
-// the store must not open (RocksDB's default recovery would silently stop before the
-// damage).
-TEST_F(RaftLogStoreCorruptionTest, DamagedWriteAheadLogDoesNotOpen) {
-  std::vector<fs::path> wals;
-  for (const fs::directory_entry& f : fs::directory_iterator(dir_)) {
-    if (f.path().extension() == ".log") wals.push_back(f.path());
-  }
-  ASSERT_FALSE(wals.empty());
-  fs::path wal = *std::max_element(wals.begin(), wals.end(), [](const auto& a, const auto& b) {
-    return fs::file_size(a) < fs::file_size(b);
-  });
-  const uintmax_t size = fs::file_size(wal);
-  ASSERT_GT(size, 200u);
+// What a crash leaves at the end of the log: a record cut short, or half zeros. It was
+// never acknowledged, so it goes; the log opens without it and goes on.
+TEST_F(RaftLogStoreCorruptionTest, ATornLastRecordIsDropped) {
+  uint64_t last = 0;
   {
-    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(static_cast<std::streamoff>(size / 2));
-    char c;
-    f.get(c);
-    f.seekp(static_cast<std::streamoff>(size / 2));
-    f.put(static_cast<char>(c ^ 0x20));
+    std::unique_ptr<RaftLogStore> store = OpenStore(dir_, options_);
+    ASSERT_NE(store, nullptr);
+    last = store->LastIndex();
   }
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    {
+      std::unique_ptr<RaftLogStore> store = OpenStore(dir_, options_);
+      ASSERT_NE(store, nullptr);
+      ASSERT_OK(store->Save(nullptr, MakeEntries(last + 1, last + 1, 3, "torn"), nullptr, true));
+    }
+    const std::string segment = Segments(dir_).back();
+    const std::vector<SegmentRecord> records = RecordsOf(segment);
+    ASSERT_GE(records.size(), 2u);  // a checkpoint and the entry
+    const SegmentRecord& r = records.back();
+    if (round == 0) {
+      WriteBytesAt(segment, r.offset + 8 + r.payload.size() / 2, std::string(8, '\0'));
+    } else if (round == 1) {
+      fs::resize_file(segment, r.offset + 8 + r.payload.size() / 2);
+    } else {
+      FlipBitAt(segment, r.offset + 8 + r.payload.size() - 1, 0);
+    }
+    std::unique_ptr<RaftLogStore> store = OpenStore(dir_, options_);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->LastIndex(), last);
+    const raft::HardState hs{.term = 3, .vote = 1, .commit = last};
+    ASSERT_OK(store->Save(&hs, MakeEntries(last + 1, last + 2, 3, "after"), nullptr, true));
+    store.reset();
+    store = OpenStore(dir_, options_);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->LastIndex(), last + 2);
+    EXPECT_EQ(store->Entries(last + 2, last + 3, kNoLimit).value(),
+              MakeEntries(last + 2, last + 2, 3, "after"));
+    last = store->LastIndex();
+  }
+}
+
+TEST_F(RaftLogStoreCorruptionTest, CorruptValuesInsideRecordsAreDataLoss) {
+  // Each record's frame is valid, but a value inside fails its own CRC.
+  for (size_t k = 0; k < 2; ++k) {
+    const std::string segment = segments_[k];
+    const std::vector<SegmentRecord> records = RecordsOf(segment);
+    std::string payload = records[0].payload;  // a checkpoint, ending with the snapshot data
+    payload[payload.size() - 2] = static_cast<char>(payload[payload.size() - 2] ^ 4);
+    ReplaceRecord(segment, records[0], payload);
+    const absl::Status s = OpenStatus();
+    EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+    EXPECT_NE(s.message().find("checksum mismatch"), std::string::npos) << s;
+    ReplaceRecord(segment, records[0], records[0].payload);
+  }
+  ASSERT_OK(OpenStatus());
+}
+
+TEST_F(RaftLogStoreCorruptionTest, AMissingSegmentIsDataLoss) {
+  fs::remove(segments_[1]);
   const absl::Status s = OpenStatus();
   EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_NE(s.message().find("missing"), std::string::npos) << s;
+}
+
+TEST_F(RaftLogStoreCorruptionTest, AGapInsideTheLogIsDataLoss) {
+  // An entry record rewritten to hold an entry two places further on.
+  const std::string segment = segments_[1];
+  const std::vector<SegmentRecord> records = RecordsOf(segment);
+  ASSERT_GE(records.size(), 2u);
+  absl::string_view in = records[1].payload;
+  absl::string_view key, value;
+  ASSERT_TRUE(NextItem(&in, &key, &value));
+  const std::optional<uint64_t> index = ParseEntryKey(key);
+  ASSERT_TRUE(index.has_value());
+  const raft::Entry moved{.term = 2, .index = *index + 2};
+  std::string payload;
+  AppendItem(&payload, EntryKey(moved.index), EncodeEntryValue(EntryKey(moved.index), moved));
+  ASSERT_LE(payload.size(), records[1].payload.size());
+  ReplaceRecord(segment, records[1], payload);
+  const absl::Status s = OpenStatus();
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_NE(s.message().find("a gap"), std::string::npos) << s;
 }
 
 // --- A real Raft node --------------------------------------------------------------------
