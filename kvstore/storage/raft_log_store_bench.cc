@@ -1,4 +1,4 @@
-// What one Save() costs: synced (one fsync of RocksDB's write-ahead log per call) and not,
+// What one Save() costs: synced (one fdatasync of the write-ahead log per call) and not,
 // with 1 and 64 entries a call. The driver's group commit turns many proposals into one
 // Save per Ready, so "entries=64,sync=1" against "entries=1,sync=1" is what group commit
 // buys on this disk.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "kvstore/raft/memory_storage.h"
 #include "kvstore/raft/node.h"
 #include "kvstore/storage/raft_codec.h"
@@ -700,6 +701,44 @@ TEST_F(RaftLogStoreCorruptionTest, ATornLastRecordIsDropped) {
               MakeEntries(last + 2, last + 2, 3, "after"));
     last = store->LastIndex();
   }
+}
+
+// What an interrupted StartSegment() or Release() leaves: a half-made segment under its
+// temporary name, a new segment whose first record never reached the disk, and old
+// segments a compaction did not finish deleting. Open() removes them and goes on.
+TEST_F(RaftLogStoreCorruptionTest, LeftoversOfUnfinishedSegmentChangesAreRemoved) {
+  uint64_t last = 0;
+  {
+    std::unique_ptr<RaftLogStore> store = OpenStore(dir_, options_);
+    ASSERT_NE(store, nullptr);
+    last = store->LastIndex();
+    ASSERT_OK(store->Compact(last - 1));
+  }
+  segments_ = Segments(dir_);
+  const std::string newest = segments_.back();
+  const uint64_t seq = SeqOf(newest);
+  const std::string temp =
+      (fs::path(dir_) / absl::StrFormat("%016x-%016x.wal.tmp", seq + 1, last + 1)).string();
+  const std::string unfinished =
+      (fs::path(dir_) / absl::StrFormat("%016x-%016x.wal", seq + 1, last + 1)).string();
+  const std::string stale = (fs::path(dir_) / absl::StrFormat("%016x-%016x.wal", 1, 1)).string();
+  ASSERT_GT(SeqOf(segments_.front()), 2u);  // so that seq 1 is not part of the run
+  { std::ofstream(temp) << "half a segment"; }
+  { std::ofstream(unfinished) << std::string(4096, '\0'); }
+  { std::ofstream(stale) << "an old segment's bytes"; }
+
+  std::unique_ptr<RaftLogStore> store = OpenStore(dir_, options_);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastIndex(), last);
+  EXPECT_FALSE(fs::exists(temp));
+  EXPECT_FALSE(fs::exists(unfinished));
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_EQ(Segments(dir_), segments_);
+  ASSERT_OK(store->Save(nullptr, MakeEntries(last + 1, last + 1, 3), nullptr, true));
+  store.reset();
+  store = OpenStore(dir_, options_);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastIndex(), last + 1);
 }
 
 TEST_F(RaftLogStoreCorruptionTest, CorruptValuesInsideRecordsAreDataLoss) {
