@@ -21,6 +21,7 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "kvstore/storage/lazy_indexed_batch.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
 #include "rocksdb/write_batch.h"
 
@@ -145,8 +146,10 @@ absl::StatusOr<RangeResult> WriteTxn::Range(std::string_view key, std::string_vi
   if (rev < store->CompactedRevision()) return CompactedError();
   // The snapshot holds the store as the group began; the batch lifts it to `current`, and
   // holds the history of the revisions in between.
+  absl::StatusOr<rocksdb::WriteBatchWithIndex*> overlay = OverlayFor(key, range_end);
+  if (!overlay.ok()) return overlay.status();
   absl::StatusOr<RangeResult> result =
-      store->RangeAt(group_->snapshot_.get(), group_->batch_.get(), rev, key, range_end, options,
+      store->RangeAt(group_->snapshot_.get(), *overlay, rev, key, range_end, options,
                      range_end.empty() ? LiveVersion(key) : std::nullopt);
   if (result.ok()) result->revision = current;
   return result;
@@ -157,12 +160,15 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
   if (group_ == nullptr) return absl::FailedPreconditionError("mvcc: write transaction ended");
   if (!error_.ok()) return error_;
 
-  rocksdb::WriteBatchWithIndex* batch = group_->batch_.get();
+  internal::LazyIndexedBatch* batch = group_->batch_.get();
   std::optional<KeyValue> prev;
   if (std::optional<KeyMetadata> live = LiveVersion(key)) {
     if (group_->options_.prev_values) {
-      absl::StatusOr<KeyValue> read = group_->store_->PutAt(
-          group_->snapshot_.get(), batch, key, mvcc::Revision{live->mod_revision, live->mod_sub});
+      absl::StatusOr<rocksdb::WriteBatchWithIndex*> overlay = OverlayFor(key, "");
+      if (!overlay.ok()) return error_ = overlay.status();
+      absl::StatusOr<KeyValue> read =
+          group_->store_->PutAt(group_->snapshot_.get(), *overlay, key,
+                                mvcc::Revision{live->mod_revision, live->mod_sub});
       if (!read.ok()) return error_ = read.status();
       prev = *std::move(read);
     } else {
@@ -198,6 +204,17 @@ absl::StatusOr<std::optional<KeyValue>> WriteTxn::Put(std::string_view key, std:
   return prev;
 }
 
+absl::StatusOr<rocksdb::WriteBatchWithIndex*> WriteTxn::OverlayFor(std::string_view key,
+                                                                    std::string_view range_end) {
+  // One key that neither this transaction nor its group changed reads the same from the
+  // group's snapshot alone.
+  if (range_end.empty() && !changed_.contains(Absl(key)) &&
+      !group_->changed_.contains(Absl(key))) {
+    return nullptr;
+  }
+  return group_->batch_->Overlay();
+}
+
 std::optional<KeyMetadata> WriteTxn::LiveVersion(std::string_view key) const {
   // This transaction's own changes, then the group's, then the store's.
   if (auto own = changed_.find(Absl(key)); own != changed_.end()) return own->second;
@@ -213,10 +230,12 @@ absl::StatusOr<std::vector<KeyValue>> WriteTxn::DeleteRange(std::string_view key
   if (!error_.ok()) return error_;
 
   // Everything live as this transaction sees it: the snapshot plus its group's batch.
-  rocksdb::WriteBatchWithIndex* batch = group_->batch_.get();
+  internal::LazyIndexedBatch* batch = group_->batch_.get();
   const int64_t current = Revision();
+  absl::StatusOr<rocksdb::WriteBatchWithIndex*> overlay = OverlayFor(key, range_end);
+  if (!overlay.ok()) return error_ = overlay.status();
   absl::StatusOr<RangeResult> live =
-      group_->store_->RangeAt(group_->snapshot_.get(), batch, current, key, range_end,
+      group_->store_->RangeAt(group_->snapshot_.get(), *overlay, current, key, range_end,
                               RangeOptions{}, range_end.empty() ? LiveVersion(key) : std::nullopt);
   if (!live.ok()) return error_ = live.status();
 
@@ -296,8 +315,7 @@ WriteGroup::WriteGroup(MvccStore* store, const GroupOptions& options, int64_t re
       begin_revision_(revision),
       revision_(revision),
       snapshot_(std::move(snapshot)),
-      batch_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0,
-                                                            /*overwrite_key=*/true)) {}
+      batch_(std::make_unique<internal::LazyIndexedBatch>()) {}
 
 WriteGroup::~WriteGroup() { Release(); }
 
@@ -611,7 +629,7 @@ absl::Status MvccStore::Commit(WriteGroup* group) {
     s = group->batch_->Put(MetaKey(kMetaAppliedIndex), EncodeBigEndian64(*group->applied_index_));
   }
   if (!s.ok()) return FromRocks(s, "batching metadata");
-  rocksdb::WriteBatch* batch = group->batch_->GetWriteBatch();
+  rocksdb::WriteBatch* batch = group->batch_->Batch();
   if (batch->Count() == 0) return absl::OkStatus();
 
   const rocksdb::WriteOptions wo = WriteOpts();

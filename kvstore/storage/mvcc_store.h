@@ -64,6 +64,9 @@ class WriteBatchWithIndex;
 }  // namespace rocksdb
 
 namespace mvcc {
+namespace internal {
+class LazyIndexedBatch;
+}  // namespace internal
 
 // etcd's mvcc.ErrCompacted ("mvcc: required revision has been compacted"): the revision asked
 // for is below the compacted revision. Code OUT_OF_RANGE.
@@ -256,6 +259,10 @@ class WriteTxn {
   // What `key` is as this transaction sees it, from memory: its live version, or nullopt if
   // it is not live.
   std::optional<KeyMetadata> LiveVersion(std::string_view key) const;
+  // The group's batch to read [key, range_end) through, or null when the group's snapshot
+  // alone answers (one key that neither this transaction nor its group changed).
+  absl::StatusOr<rocksdb::WriteBatchWithIndex*> OverlayFor(std::string_view key,
+                                                           std::string_view range_end);
 
   // Null once ended.
   WriteGroup* group_;
@@ -314,7 +321,8 @@ class WriteGroup {
   int64_t revision_;
   // The store as of begin_revision_; the batch is read on top of it.
   std::shared_ptr<const rocksdb::Snapshot> snapshot_;
-  std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
+  // Indexed for reads only once one needs it (lazy_indexed_batch.h).
+  std::unique_ptr<internal::LazyIndexedBatch> batch_;
   std::optional<uint64_t> applied_index_;
   bool txn_open_ = false;
   // The keys its ended transactions changed; the store's live_ takes them at commit.

@@ -469,6 +469,57 @@ TEST_F(MvccStoreTest, DroppedGroupTransactionLeavesTheGroupAsItWas) {
   EXPECT_TRUE(absl::IsFailedPrecondition(group->End()));
 }
 
+// A group's batch is indexed for reads only when a read needs it: here in the middle of
+// a transaction that is then dropped, which must still take back exactly its own changes.
+TEST_F(MvccStoreTest, TransactionDroppedAfterReadingTheGroupLeavesTheGroupAsItWas) {
+  Put("a", "0");  // revision 2
+  Put("y", "0");  // revision 3
+  std::unique_ptr<WriteGroup> group = store_->BeginGroup(GroupOptions{.prev_values = true});
+  {
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.Put("a", "1").ok());  // revision 4
+    ASSERT_TRUE(t.Put("z", "1").ok());
+    ASSERT_OK(t.End());
+  }
+  {
+    WriteTxn t = group->BeginWrite();
+    ASSERT_TRUE(t.Put("b", "dropped").ok());
+    absl::StatusOr<RangeResult> a = t.Range("a", "", RangeOptions{});
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_EQ(a->kvs.size(), 1u);
+    EXPECT_EQ(a->kvs[0].value, "1");
+    absl::StatusOr<std::optional<KeyValue>> prev = t.Put("a", "dropped");
+    ASSERT_TRUE(prev.ok() && prev->has_value());
+    EXPECT_EQ((*prev)->value, "1");
+    absl::StatusOr<RangeResult> all = t.Range("", kAll, RangeOptions{});
+    ASSERT_TRUE(all.ok()) << all.status();
+    EXPECT_EQ(Keys(*all), (std::vector<std::string>{"a", "b", "y", "z"}));
+  }
+  {
+    WriteTxn t = group->BeginWrite();
+    absl::StatusOr<RangeResult> all = t.Range("", kAll, RangeOptions{});
+    ASSERT_TRUE(all.ok()) << all.status();
+    EXPECT_EQ(Keys(*all), (std::vector<std::string>{"a", "y", "z"}));
+    absl::StatusOr<std::optional<KeyValue>> prev = t.Put("a", "2");  // revision 5
+    ASSERT_TRUE(prev.ok() && prev->has_value());
+    EXPECT_EQ((*prev)->value, "1");
+    EXPECT_EQ((*prev)->mod_revision, 4);
+    ASSERT_OK(t.End());
+  }
+  {
+    // A key the group never changed: its replaced value comes from the snapshot alone.
+    WriteTxn t = group->BeginWrite();
+    absl::StatusOr<std::optional<KeyValue>> prev = t.Put("y", "1");  // revision 6
+    ASSERT_TRUE(prev.ok() && prev->has_value());
+    EXPECT_EQ(**prev, Kv("y", "0", 3, 3, 1));
+    ASSERT_OK(t.End());
+  }
+  ASSERT_OK(group->End());
+  EXPECT_EQ(store_->CurrentRevision(), 6);
+  EXPECT_EQ(Keys(Get("", kAll)), (std::vector<std::string>{"a", "y", "z"}));
+  EXPECT_EQ(Get("a").kvs[0], Kv("a", "2", 2, 5, 3));
+}
+
 TEST_F(MvccStoreTest, DestroyedGroupDiscardsEverythingAndFreesTheWriter) {
   {
     std::unique_ptr<WriteGroup> group = store_->BeginGroup();
