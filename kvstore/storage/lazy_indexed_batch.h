@@ -41,14 +41,10 @@ class LazyIndexedBatch {
   // The batch, indexed, to read through (a key's latest change in it hides the database's);
   // built now if it was not yet. Null while nothing is batched: read the database alone.
   absl::StatusOr<rocksdb::WriteBatchWithIndex*> Overlay();
-  bool empty() const { return Batch().Count() == 0; }
 
   // What to write.
   rocksdb::WriteBatch* Batch() {
     return indexed_ != nullptr ? indexed_->GetWriteBatch() : &plain_;
-  }
-  const rocksdb::WriteBatch& Batch() const {
-    return indexed_ != nullptr ? *indexed_->GetWriteBatch() : plain_;
   }
 
  private:

@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "kvstore/storage/key_codec.h"
+#include "kvstore/storage/lazy_indexed_batch.h"
 #include "kvstore/storage/mvcc_internal.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -21,7 +22,6 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
-#include "kvstore/storage/lazy_indexed_batch.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
 #include "rocksdb/write_batch.h"
 
@@ -144,8 +144,9 @@ absl::StatusOr<RangeResult> WriteTxn::Range(std::string_view key, std::string_vi
   if (rev > current) return FutureRevisionError();
   if (rev <= 0) rev = current;
   if (rev < store->CompactedRevision()) return CompactedError();
-  // The snapshot holds the store as the group began; the batch lifts it to `current`, and
-  // holds the history of the revisions in between.
+  // The snapshot holds the store as the group began; the group's batch, read through
+  // unless the key is one the group did not change, lifts it to `current` and holds the
+  // history of the revisions in between.
   absl::StatusOr<rocksdb::WriteBatchWithIndex*> overlay = OverlayFor(key, range_end);
   if (!overlay.ok()) return overlay.status();
   absl::StatusOr<RangeResult> result =

@@ -52,35 +52,32 @@ absl::StatusOr<std::unique_ptr<RaftLogStore>> RaftLogStore::Open(const std::stri
     if (absl::Status s = store->CheckReplayed(); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(s.message(), " (in ", dir, ")"));
     }
-    // Left behind if the move from the first format stopped after its segment was made.
-    if (absl::Status s = RemoveRocksDbFiles(dir); !s.ok()) return s;
-    return store;
-  }
-
-  // A new store, or one of the first format: its first segment holds everything.
-  absl::StatusOr<std::optional<RaftLogContents>> old = ReadRocksDbRaftLog(dir);
-  if (!old.ok()) return old.status();
-  std::string record;
-  if (old->has_value()) {
-    RaftLogContents& c = **old;
-    store->hard_state_ = c.hard_state;
-    store->snapshot_meta_ = std::move(c.snapshot_meta);
-    store->snapshot_data_ = std::move(c.snapshot_data);
-    store->ResetLog(c.compacted);
-    record = store->CheckpointRecord();
-    for (raft::Entry& e : c.entries) {
-      AppendEntryItem(&record, e);
-      store->AppendInMemory(std::move(e));
-    }
   } else {
-    record = store->CheckpointRecord();
+    // A new store, or one of the first format: its first segment holds everything.
+    absl::StatusOr<std::optional<RaftLogContents>> old = ReadRocksDbRaftLog(dir);
+    if (!old.ok()) return old.status();
+    if (old->has_value()) {
+      RaftLogContents& c = **old;
+      store->hard_state_ = c.hard_state;
+      store->snapshot_meta_ = std::move(c.snapshot_meta);
+      store->snapshot_data_ = std::move(c.snapshot_data);
+      store->ResetLog(c.compacted);
+    }
+    std::string record = store->CheckpointRecord();
+    if (old->has_value()) {
+      for (raft::Entry& e : (*old)->entries) {
+        AppendEntryItem(&record, e);
+        store->AppendInMemory(std::move(e));
+      }
+    }
+    if (absl::Status s = store->wal_->StartSegment(store->compacted_.index + 1, record); !s.ok()) {
+      return s;
+    }
   }
-  if (absl::Status s = store->wal_->StartSegment(store->compacted_.index + 1, record); !s.ok()) {
-    return s;
-  }
-  if (old->has_value()) {
-    if (absl::Status s = RemoveRocksDbFiles(dir); !s.ok()) return s;
-  }
+  // The first format's files, once its contents are in a segment (also if an earlier open
+  // stopped right after making it), and older segments an unfinished deletion left.
+  if (absl::Status s = RemoveRocksDbFiles(dir); !s.ok()) return s;
+  if (absl::Status s = store->wal_->DropLeftovers(); !s.ok()) return s;
   return store;
 }
 
@@ -198,7 +195,11 @@ absl::Status RaftLogStore::Write(const std::string& record, bool sync, absl::str
   return s;
 }
 
-absl::Status RaftLogStore::ReleaseSegments() { return wal_->Release(compacted_.index + 1); }
+void RaftLogStore::ReleaseSegments() {
+  // What is compacted is durable already; a segment that cannot be deleted now is deleted
+  // at the next compaction (each deletes all segments wholly below its point).
+  wal_->Release(compacted_.index + 1).IgnoreError();
+}
 
 absl::Status RaftLogStore::Bootstrap(const std::vector<uint64_t>& voters) {
   if (voters.empty()) {
@@ -270,7 +271,8 @@ absl::Status RaftLogStore::Save(const raft::HardState* hs, const std::vector<raf
   }
   for (size_t k = skip; k < entries.size(); ++k) AppendInMemory(entries[k]);
   if (hs != nullptr) hard_state_ = *hs;
-  return snap != nullptr ? ReleaseSegments() : absl::OkStatus();
+  if (snap != nullptr) ReleaseSegments();
+  return absl::OkStatus();
 }
 
 absl::Status RaftLogStore::CreateSnapshot(uint64_t index, const raft::ConfState& cs,
@@ -305,7 +307,8 @@ absl::Status RaftLogStore::Compact(uint64_t index) {
   AppendItem(&record, kCompactedKey, EncodeLogPosition(kCompactedKey, base));
   if (absl::Status s = Write(record, /*sync=*/true, "compact"); !s.ok()) return s;
   CompactInMemory(base);
-  return ReleaseSegments();
+  ReleaseSegments();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<raft::InitialState> RaftLogStore::GetInitialState() const {

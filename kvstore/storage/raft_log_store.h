@@ -117,7 +117,7 @@ class RaftLogStore : public raft::Storage {
   // Writes one record, starting a segment first if it does not fit in the current one.
   absl::Status Write(const std::string& record, bool sync, absl::string_view what);
   // Deletes the segments that hold only entries at or below the compaction point.
-  absl::Status ReleaseSegments();
+  void ReleaseSegments();
   // REQUIRES: compacted_.index <= i <= last_index_.
   uint64_t TermOf(uint64_t i) const;
 

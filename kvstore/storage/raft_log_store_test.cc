@@ -762,6 +762,44 @@ TEST_F(RaftLogStoreCorruptionTest, AMissingSegmentIsDataLoss) {
   const absl::Status s = OpenStatus();
   EXPECT_TRUE(absl::IsDataLoss(s)) << s;
   EXPECT_NE(s.message().find("missing"), std::string::npos) << s;
+  // What is left stays, for whoever repairs it.
+  EXPECT_TRUE(fs::exists(segments_[0]));
+}
+
+// A power loss can keep a later unsynced record and lose an earlier one (its page reads as
+// zeros). The log ends at the lost one; the survivor after it must not come back once new
+// records fill the gap.
+TEST_F(RaftLogStoreCorruptionTest, ARecordAfterALostOneIsDropped) {
+  // Segments with room for all three records.
+  const RaftLogStore::Options roomy{.wal = {.segment_bytes = 64 << 10}};
+  uint64_t last = 0;
+  {
+    std::unique_ptr<RaftLogStore> store = OpenStore(dir_, roomy);
+    ASSERT_NE(store, nullptr);
+    last = store->LastIndex();
+    const raft::HardState hs{.term = 2, .vote = 1, .commit = last};
+    ASSERT_OK(store->Save(&hs, MakeEntries(last + 1, last + 1, 2), nullptr, true));
+    ASSERT_OK(store->Save(nullptr, MakeEntries(last + 2, last + 2, 2, "lost"), nullptr, false));
+    ASSERT_OK(store->Save(nullptr, MakeEntries(last + 3, last + 3, 2, "kept"), nullptr, false));
+  }
+  const std::string segment = Segments(dir_).back();
+  std::vector<SegmentRecord> records = RecordsOf(segment);
+  ASSERT_GE(records.size(), 3u);
+  const SegmentRecord lost = records[records.size() - 2];
+  WriteBytesAt(segment, lost.offset, std::string((8 + lost.payload.size() + 7) / 8 * 8, '\0'));
+
+  std::unique_ptr<RaftLogStore> store = OpenStore(dir_, roomy);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastIndex(), last + 1);
+  // A record of the lost one's size, ending where the survivor begins.
+  ASSERT_OK(store->Save(nullptr, MakeEntries(last + 2, last + 2, 3, "lost"), nullptr, true));
+  records = RecordsOf(segment);
+  ASSERT_EQ(records.back().offset, lost.offset);
+  store.reset();
+  store = OpenStore(dir_, roomy);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastIndex(), last + 2);
+  EXPECT_EQ(store->Term(last + 2).value(), 3u);
 }
 
 TEST_F(RaftLogStoreCorruptionTest, AGapInsideTheLogIsDataLoss) {

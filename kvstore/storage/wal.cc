@@ -29,6 +29,14 @@ constexpr absl::string_view kSuffix = ".wal";
 constexpr absl::string_view kTempSuffix = ".wal.tmp";
 constexpr char kLockFile[] = "wal.lock";
 
+// A record's length is 32 bits, and 0 marks the end of a segment.
+constexpr size_t kMaxRecordSize = 0xffffffffu;
+
+absl::Status TooLarge(size_t size) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("wal: a record of ", size, " bytes is over the limit of ", kMaxRecordSize));
+}
+
 size_t FramedSize(size_t payload) {
   return (kHeaderSize + payload + kAlignment - 1) / kAlignment * kAlignment;
 }
@@ -221,10 +229,8 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
   while (first > 0 && (first == found.size() || found[first - 1].seq + 1 == found[first].seq)) {
     --first;
   }
-  for (size_t i = 0; i < first; ++i) {
-    fs::remove(wal->PathOf(found[i]), ec);
-    if (options.events != nullptr) options.events->Deleted(wal->PathOf(found[i]));
-  }
+  // Deleted by DropLeftovers(), once the caller has found the log whole without them.
+  for (size_t i = 0; i < first; ++i) wal->leftovers_.push_back(wal->PathOf(found[i]));
   found.erase(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(first));
 
   ParsedSegment last;
@@ -271,19 +277,30 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
   if (wal->fd_ < 0) return IoError("open", path, errno);
   wal->offset_ = last.end;
   wal->first_record_end_ = last.first_record_end;
-  if (last.damaged) {
-    // Zero the torn record and whatever follows it, so that it cannot be mistaken for
-    // damage once records are appended after it.
-    const size_t nonzero_end = last_data.find_last_not_of('\0') + 1;
-    if (nonzero_end > last.end) {
-      const std::string zeros(nonzero_end - last.end, '\0');
-      if (absl::Status s = WriteAt(wal->fd_, path, zeros, last.end); !s.ok()) return s;
-    }
+  // Zero whatever follows the good records: a torn record, or records that outlived a
+  // lost earlier one (a power loss can keep a later unsynced page and drop an earlier
+  // one). Either was never synced; left there, it could be read back as part of the log
+  // once new records fill the gap before it.
+  const size_t nonzero_end = last_data.find_last_not_of('\0') + 1;
+  if (nonzero_end > last.end) {
+    const std::string zeros(nonzero_end - last.end, '\0');
+    if (absl::Status s = WriteAt(wal->fd_, path, zeros, last.end); !s.ok()) return s;
   }
-  // What the file holds may sit in the page cache of a process that was killed: make it
-  // as durable as what will be appended.
+  // What the file holds may sit in the page cache of a process that was killed, and the
+  // directory may not yet hold a rename or a deletion durably: make both as durable as
+  // what will be appended.
   if (absl::Status s = wal->Sync(); !s.ok()) return s;
+  if (absl::Status s = SyncDirectory(dir); !s.ok()) return s;
   return wal;
+}
+
+absl::Status Wal::DropLeftovers() {
+  for (const std::string& path : leftovers_) {
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) return IoError("delete", path, errno);
+    if (options_.events != nullptr) options_.events->Deleted(path);
+  }
+  leftovers_.clear();
+  return absl::OkStatus();
 }
 
 bool Wal::Fits(size_t size) const {
@@ -306,6 +323,7 @@ absl::Status Wal::Sync() {
 }
 
 absl::Status Wal::StartSegment(uint64_t tag, absl::string_view first_record) {
+  if (first_record.size() > kMaxRecordSize) return TooLarge(first_record.size());
   if (fd_ >= 0 && synced_ < offset_) {
     if (absl::Status s = Sync(); !s.ok()) return s;
   }
@@ -345,6 +363,7 @@ absl::Status Wal::StartSegment(uint64_t tag, absl::string_view first_record) {
 
 absl::Status Wal::Append(absl::string_view record, bool sync) {
   if (fd_ < 0) return absl::FailedPreconditionError("wal: no segment to append to");
+  if (record.size() > kMaxRecordSize) return TooLarge(record.size());
   if (absl::Status s = Write(FrameWalRecord(segments_.back().seq, record)); !s.ok()) return s;
   return sync ? Sync() : absl::OkStatus();
 }

@@ -3,11 +3,12 @@
 //
 // Files: `dir`/wal.lock, locked (flock) while the log is open, and the segments
 // `dir`/<seq>-<tag>.wal, both 16 hex digits. seq numbers the segments 1, 2, ...;
-// tag is the caller's number for the segment (RaftLogStore: the first log index it may
-// hold), used by Release(). A segment is created under a temporary name, filled with its
-// first record, synced and renamed, so it is either whole or absent. It is preallocated to
-// Options::segment_bytes: an fdatasync then writes data blocks only, with no change to the
-// file's size or block map to journal (about 170 -> 115 us per sync on ext4 here).
+// tag is the caller's number for the segment (RaftLogStore: its last log index + 1 when
+// the segment began), used by Release(). A segment is created under a temporary name,
+// filled with its first record, synced and renamed, so it is either whole or absent. It is
+// preallocated to Options::segment_bytes, so that an append does not change the file's
+// size: an fdatasync then has no inode size to write (about 170 -> 115 us per sync on
+// this machine's ext4).
 //
 // Records: [u32 length][u32 CRC32C][payload][zeros to an 8-byte boundary], integers little
 // endian. The CRC covers the segment's seq, the length and the payload, so a record copied
@@ -17,10 +18,12 @@
 // Damage. Open() reads every segment. A bad record (its CRC fails or it runs past the end
 // of the file) in any segment but the last is DataLossError. In the last segment a bad
 // record is the torn end of a write that was never synced, and so never acknowledged, if no
-// valid record follows it; Open() then zeroes it and appends after the good records. If a
-// valid record does follow, the bad one was synced once: DataLossError. A power loss that
-// persisted a later unsynced record but not an earlier one also looks like that, and is
-// refused the same way rather than guessed at.
+// valid record follows it; if one does, the bad one was synced once: DataLossError, as
+// etcd's WAL refuses a CRC mismatch that is not a torn write. (A power loss that kept a
+// later unsynced record and tore an earlier one looks the same, and is refused rather than
+// guessed at.) A zero header ends the log as a torn write does: whatever follows it was
+// never synced either. Open() zeroes everything after the last good record of the last
+// segment, and appends there.
 //
 // Threads: not thread-safe; one thread makes every call.
 #ifndef KVSTORE_STORAGE_WAL_H_
@@ -62,8 +65,9 @@ class Wal {
 
   // Opens the log in `dir` (which must exist) and calls `replay` with every record in order;
   // an error from `replay` stops the open and is returned. Leftovers of an interrupted
-  // StartSegment() or Release() are removed. A log without segments is valid: the caller
-  // must StartSegment() before it can Append().
+  // StartSegment() are removed (those of Release(): DropLeftovers()). A log without segments
+  // is valid: the caller must StartSegment() before it can Append(). Records are at most
+  // 4 GiB - 1 bytes (InvalidArgumentError).
   static absl::StatusOr<std::unique_ptr<Wal>> Open(
       const std::string& dir, const Options& options,
       const std::function<absl::Status(absl::string_view record)>& replay);
@@ -84,6 +88,9 @@ class Wal {
   absl::Status Append(absl::string_view record, bool sync);
   // Deletes the segments before the last one whose tag is at most `tag`.
   absl::Status Release(uint64_t tag);
+  // Deletes the segments Open() found before a gap in the seqs (what an interrupted
+  // Release() leaves): call once the replayed log is known to be whole without them.
+  absl::Status DropLeftovers();
 
   // Segment files, oldest first (for tests and tools).
   std::vector<std::string> SegmentPaths() const;
@@ -105,6 +112,8 @@ class Wal {
   const Options options_;
   // Oldest first; the last one is being written. Consecutive seqs.
   std::vector<Segment> segments_;
+  // Paths for DropLeftovers().
+  std::vector<std::string> leftovers_;
   int lock_fd_ = -1;     // holds an flock on `dir`/wal.lock while open
   int fd_ = -1;          // of segments_.back(), or -1
   uint64_t offset_ = 0;  // where the next record goes in it
