@@ -52,6 +52,9 @@ absl::StatusOr<std::unique_ptr<RaftLogStore>> RaftLogStore::Open(const std::stri
     if (absl::Status s = store->CheckReplayed(); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(s.message(), " (in ", dir, ")"));
     }
+  } else if (!store->wal_->SegmentPaths().empty()) {
+    return absl::DataLossError(
+        absl::StrCat("raft log store: the log segments in ", dir, " hold no records"));
   } else {
     // A new store, or one of the first format: its first segment holds everything.
     absl::StatusOr<std::optional<RaftLogContents>> old = ReadRocksDbRaftLog(dir);

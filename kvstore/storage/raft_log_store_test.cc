@@ -802,6 +802,18 @@ TEST_F(RaftLogStoreCorruptionTest, ARecordAfterALostOneIsDropped) {
   EXPECT_EQ(store->Term(last + 2).value(), 3u);
 }
 
+// Segments that read as zeros (a disk that lost them) are not a new, empty log.
+TEST_F(RaftLogStoreCorruptionTest, SegmentsWithoutRecordsAreDataLoss) {
+  for (const std::string& segment : segments_) {
+    WriteBytesAt(segment, 0, std::string(fs::file_size(segment), '\0'));
+  }
+  // Not the last one: that could be a segment whose first record never reached the disk.
+  fs::remove(segments_.back());
+  const absl::Status s = OpenStatus();
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_NE(s.message().find("hold no records"), std::string::npos) << s;
+}
+
 TEST_F(RaftLogStoreCorruptionTest, AGapInsideTheLogIsDataLoss) {
   // An entry record rewritten to hold an entry two places further on.
   const std::string segment = segments_[1];

@@ -257,7 +257,12 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
     }
   }
   wal->segments_ = std::move(found);
-  if (wal->segments_.empty()) return wal;
+  // Deletions above and below must be durable before a segment can take a deleted one's
+  // seq again: two segments with one seq would leave the log's order in doubt.
+  if (wal->segments_.empty()) {
+    if (absl::Status s = SyncDirectory(dir); !s.ok()) return s;
+    return wal;
+  }
 
   // Appends go to the last segment, after its good records; one without any was never
   // finished (its first record was not durable) and goes.
@@ -266,7 +271,10 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
     fs::remove(path, ec);
     if (options.events != nullptr) options.events->Deleted(path);
     wal->segments_.pop_back();
-    if (wal->segments_.empty()) return wal;
+    if (wal->segments_.empty()) {
+      if (absl::Status s = SyncDirectory(dir); !s.ok()) return s;
+      return wal;
+    }
     absl::StatusOr<std::string> data = ReadFile(wal->PathOf(wal->segments_.back()));
     if (!data.ok()) return data.status();
     last_data = std::move(*data);
