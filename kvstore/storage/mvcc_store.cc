@@ -1,8 +1,5 @@
 #include "kvstore/storage/mvcc_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
@@ -12,6 +9,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "kvstore/storage/key_codec.h"
 #include "kvstore/storage/lazy_indexed_batch.h"
 #include "kvstore/storage/mvcc_internal.h"
@@ -405,20 +403,6 @@ absl::StatusOr<std::unique_ptr<rocksdb::DB>> MvccStore::OpenDb(const std::string
   return std::unique_ptr<rocksdb::DB>(raw);
 }
 
-namespace {
-
-// Makes renames in `dir` durable.
-absl::Status SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return absl::InternalError(absl::StrCat("mvcc: cannot open ", dir));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return absl::InternalError(absl::StrCat("mvcc: cannot sync ", dir));
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::Status MvccStore::ReplaceWith(const std::string& checkpoint_dir) {
   absl::WriterMutexLock swap(&swap_mu_);
   {
@@ -445,7 +429,7 @@ absl::Status MvccStore::ReplaceWith(const std::string& checkpoint_dir) {
   absl::Status replaced =
       ec ? absl::InternalError(
                absl::StrCat("mvcc: cannot move ", checkpoint_dir, " to ", dir_, ": ", ec.message()))
-         : SyncDir(parent);
+         : common::SyncDirectory(parent);
   absl::StatusOr<std::unique_ptr<rocksdb::DB>> db = OpenDb(dir_);
   if (replaced.ok()) replaced = db.status();
   if (!replaced.ok() && !ec) {
@@ -454,7 +438,7 @@ absl::Status MvccStore::ReplaceWith(const std::string& checkpoint_dir) {
     std::error_code back;
     std::filesystem::remove_all(dir_, back);
     std::filesystem::rename(old, dir_, back);
-    SyncDir(parent).IgnoreError();
+    common::SyncDirectory(parent).IgnoreError();
     db = OpenDb(dir_);
   }
   if (!db.ok()) return db.status();  // neither opens: the store is unusable

@@ -36,10 +36,6 @@ constexpr Crc32cTables MakeCrc32cTables() {
 
 constexpr Crc32cTables kCrc32cTables = MakeCrc32cTables();
 
-uint32_t LoadLittleEndian32(const unsigned char* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
-
 // --- Checksummed values -----------------------------------------------------------------
 
 constexpr size_t kChecksumSize = 4;
@@ -51,7 +47,7 @@ uint32_t ValueChecksum(absl::string_view key, absl::string_view body) {
 // Appends the checksum of key and body to `body`, making it a value.
 std::string Seal(absl::string_view key, std::string body) {
   const uint32_t crc = ValueChecksum(key, body);
-  for (int shift = 0; shift < 32; shift += 8) body.push_back(static_cast<char>(crc >> shift));
+  PutFixed32(&body, crc);
   return body;
 }
 
@@ -64,8 +60,7 @@ absl::Status Corrupt(absl::string_view key, absl::string_view why) {
 absl::StatusOr<absl::string_view> Unseal(absl::string_view key, absl::string_view value) {
   if (value.size() < kChecksumSize) return Corrupt(key, "shorter than its checksum");
   const absl::string_view body = value.substr(0, value.size() - kChecksumSize);
-  const uint32_t stored =
-      LoadLittleEndian32(reinterpret_cast<const unsigned char*>(value.data() + body.size()));
+  const uint32_t stored = DecodeFixed32(value.data() + body.size());
   if (stored != ValueChecksum(key, body)) return Corrupt(key, "checksum mismatch");
   return body;
 }
@@ -102,8 +97,8 @@ uint32_t Crc32cExtend(uint32_t crc, absl::string_view data) {
   size_t n = data.size();
   uint32_t c = ~crc;
   while (n >= 8) {
-    const uint32_t lo = LoadLittleEndian32(p) ^ c;
-    const uint32_t hi = LoadLittleEndian32(p + 4);
+    const uint32_t lo = DecodeFixed32(reinterpret_cast<const char*>(p)) ^ c;
+    const uint32_t hi = DecodeFixed32(reinterpret_cast<const char*>(p + 4));
     c = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
         t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
     p += 8;
@@ -111,6 +106,15 @@ uint32_t Crc32cExtend(uint32_t crc, absl::string_view data) {
   }
   for (; n > 0; --n, ++p) c = t[0][(c ^ *p) & 0xff] ^ (c >> 8);
   return ~c;
+}
+
+void PutFixed32(std::string* out, uint32_t v) {
+  for (int shift = 0; shift < 32; shift += 8) out->push_back(static_cast<char>(v >> shift));
+}
+
+uint32_t DecodeFixed32(const char* p) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  return uint32_t{u[0]} | uint32_t{u[1]} << 8 | uint32_t{u[2]} << 16 | uint32_t{u[3]} << 24;
 }
 
 void PutVarint64(std::string* out, uint64_t v) {

@@ -31,6 +31,10 @@ namespace kvstore::storage {
 uint32_t Crc32cExtend(uint32_t crc, absl::string_view data);
 inline uint32_t Crc32c(absl::string_view data) { return Crc32cExtend(0, data); }
 
+// 4 little-endian bytes.
+void PutFixed32(std::string* out, uint32_t v);
+uint32_t DecodeFixed32(const char* p);
+
 // Unsigned LEB128, at most 10 bytes for a uint64_t.
 void PutVarint64(std::string* out, uint64_t v);
 // Reads one varint from the front of `*in` and drops it from `*in`. False when the bytes

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/files.h"
 #include "kvstore/storage/raft_codec.h"
 
 namespace kvstore::storage {
@@ -41,33 +42,15 @@ size_t FramedSize(size_t payload) {
   return (kHeaderSize + payload + kAlignment - 1) / kAlignment * kAlignment;
 }
 
-void PutFixed32(std::string* out, uint32_t v) {
-  for (int shift = 0; shift < 32; shift += 8) out->push_back(static_cast<char>(v >> shift));
-}
-
-uint32_t GetFixed32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return uint32_t{u[0]} | uint32_t{u[1]} << 8 | uint32_t{u[2]} << 16 | uint32_t{u[3]} << 24;
-}
-
 uint32_t RecordCrc(uint64_t seq, uint32_t length, absl::string_view payload) {
-  std::string prefix;
-  for (int shift = 0; shift < 64; shift += 8) prefix.push_back(static_cast<char>(seq >> shift));
-  PutFixed32(&prefix, length);
-  return Crc32cExtend(Crc32c(prefix), payload);
+  char prefix[12];  // seq and length, little endian
+  for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>(seq >> (8 * i));
+  for (int i = 0; i < 4; ++i) prefix[8 + i] = static_cast<char>(length >> (8 * i));
+  return Crc32cExtend(Crc32c(absl::string_view(prefix, sizeof prefix)), payload);
 }
 
 absl::Status IoError(absl::string_view what, const std::string& path, int err) {
   return absl::InternalError(absl::StrCat("wal: ", what, " ", path, ": ", std::strerror(err)));
-}
-
-absl::Status SyncDirectory(const std::string& dir) {
-  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return IoError("open directory", dir, errno);
-  const int rc = fsync(fd);
-  const int err = errno;
-  close(fd);
-  return rc == 0 ? absl::OkStatus() : IoError("fsync directory", dir, err);
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
@@ -127,10 +110,10 @@ struct ParsedSegment {
 bool ValidRecordAt(uint64_t seq, absl::string_view data, size_t pos,
                    absl::string_view* payload = nullptr) {
   if (data.size() - pos < kHeaderSize) return false;
-  const uint32_t length = GetFixed32(data.data() + pos);
+  const uint32_t length = DecodeFixed32(data.data() + pos);
   if (length == 0 || length > data.size() - pos - kHeaderSize) return false;
   const absl::string_view p = data.substr(pos + kHeaderSize, length);
-  if (GetFixed32(data.data() + pos + 4) != RecordCrc(seq, length, p)) return false;
+  if (DecodeFixed32(data.data() + pos + 4) != RecordCrc(seq, length, p)) return false;
   if (payload != nullptr) *payload = p;
   return true;
 }
@@ -251,36 +234,26 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
         return absl::Status(s.code(), absl::StrCat(s.message(), " (in ", path, ")"));
       }
     }
-    if (is_last) {
+    if (is_last && parsed.records.empty()) {
+      // Never finished (its first record was not durable): it goes, and appends go to the
+      // segment before it.
+      fs::remove(path, ec);
+      if (options.events != nullptr) options.events->Deleted(path);
+      found.pop_back();
+    } else {
+      // Appends go after the good records of the last segment that has any.
       last = std::move(parsed);
       last_data = std::move(*data);
     }
   }
   wal->segments_ = std::move(found);
-  // Deletions above and below must be durable before a segment can take a deleted one's
-  // seq again: two segments with one seq would leave the log's order in doubt.
+  // Deletions must be durable before a segment can take a deleted one's seq again: two
+  // segments with one seq would leave the log's order in doubt.
   if (wal->segments_.empty()) {
-    if (absl::Status s = SyncDirectory(dir); !s.ok()) return s;
+    if (absl::Status s = common::SyncDirectory(dir); !s.ok()) return s;
     return wal;
   }
-
-  // Appends go to the last segment, after its good records; one without any was never
-  // finished (its first record was not durable) and goes.
-  if (last.records.empty()) {
-    const std::string path = wal->PathOf(wal->segments_.back());
-    fs::remove(path, ec);
-    if (options.events != nullptr) options.events->Deleted(path);
-    wal->segments_.pop_back();
-    if (wal->segments_.empty()) {
-      if (absl::Status s = SyncDirectory(dir); !s.ok()) return s;
-      return wal;
-    }
-    absl::StatusOr<std::string> data = ReadFile(wal->PathOf(wal->segments_.back()));
-    if (!data.ok()) return data.status();
-    last_data = std::move(*data);
-    last = ParseSegment(wal->segments_.back().seq, last_data);
-  }
-  const std::string path = wal->PathOf(wal->segments_.back());
+  const std::string& path = wal->path_ = wal->PathOf(wal->segments_.back());
   wal->fd_ = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (wal->fd_ < 0) return IoError("open", path, errno);
   wal->offset_ = last.end;
@@ -298,7 +271,7 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(
   // directory may not yet hold a rename or a deletion durably: make both as durable as
   // what will be appended.
   if (absl::Status s = wal->Sync(); !s.ok()) return s;
-  if (absl::Status s = SyncDirectory(dir); !s.ok()) return s;
+  if (absl::Status s = common::SyncDirectory(dir); !s.ok()) return s;
   return wal;
 }
 
@@ -317,16 +290,15 @@ bool Wal::Fits(size_t size) const {
 }
 
 absl::Status Wal::Write(absl::string_view data) {
-  const std::string path = PathOf(segments_.back());
-  if (absl::Status s = WriteAt(fd_, path, data, offset_); !s.ok()) return s;
+  if (absl::Status s = WriteAt(fd_, path_, data, offset_); !s.ok()) return s;
   offset_ += data.size();
   return absl::OkStatus();
 }
 
 absl::Status Wal::Sync() {
-  if (fdatasync(fd_) != 0) return IoError("fdatasync", PathOf(segments_.back()), errno);
+  if (fdatasync(fd_) != 0) return IoError("fdatasync", path_, errno);
   synced_ = offset_;
-  if (options_.events != nullptr) options_.events->Synced(PathOf(segments_.back()), synced_);
+  if (options_.events != nullptr) options_.events->Synced(path_, synced_);
   return absl::OkStatus();
 }
 
@@ -357,13 +329,14 @@ absl::Status Wal::StartSegment(uint64_t tag, absl::string_view first_record) {
     return s;
   }
   if (options_.events != nullptr) options_.events->Created(path);
-  if (s = SyncDirectory(dir_); !s.ok()) {
+  if (s = common::SyncDirectory(dir_); !s.ok()) {
     close(fd);
     return s;
   }
   if (options_.events != nullptr) options_.events->Synced(path, frame.size());
   if (fd_ >= 0) close(fd_);
   fd_ = fd;
+  path_ = path;
   segments_.push_back(next);
   offset_ = first_record_end_ = synced_ = frame.size();
   return absl::OkStatus();

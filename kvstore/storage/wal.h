@@ -116,6 +116,7 @@ class Wal {
   std::vector<std::string> leftovers_;
   int lock_fd_ = -1;     // holds an flock on `dir`/wal.lock while open
   int fd_ = -1;          // of segments_.back(), or -1
+  std::string path_;     // of segments_.back()
   uint64_t offset_ = 0;  // where the next record goes in it
   uint64_t first_record_end_ = 0;
   uint64_t synced_ = 0;  // bytes of it known durable
