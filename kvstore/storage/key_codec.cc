@@ -124,10 +124,7 @@ std::string HistoryKeySuccessor(std::string_view key) {
 std::string_view InsertHintPrefix(std::string_view encoded) {
   if (encoded.empty()) return encoded;
   if (encoded[0] == kRevisionPrefix) return encoded.substr(0, 1);
-  // 'h', ESC(key) (two bytes at least), REV (16 bytes).
-  if (encoded[0] == kHistoryPrefix && encoded.size() >= 19) {
-    return encoded.substr(0, encoded.size() - 16);
-  }
+  if (encoded[0] == kHistoryPrefix) return {};
   return encoded;
 }
 

@@ -104,10 +104,12 @@ std::string HistoryKeyPrefix(std::string_view key);
 
 // The part of a RocksDB key by which the memtable remembers where it last inserted (RocksDB's
 // insert hints): a write mostly lands right next to the previous write with the same part,
-// found without a search from the top of the skip list. A history key's is its ESC(key)
-// (the key's next version follows its last one), the revision index's is its prefix byte
-// (revisions only grow), and any other key's is the whole key (its new version goes just
-// before the last one, as RocksDB orders versions of one key).
+// found without a search from the top of the skip list. The revision index's is its prefix
+// byte (revisions only grow); a meta, lease or lease-index key's is the whole key (its new
+// version goes just before the last one, as RocksDB orders versions of one key). A history
+// key has none (empty): a put mostly writes a key whose last version went into the memtable
+// many thousands of inserts ago, if at all, so a hint per key's history rarely starts the
+// search anywhere useful, and its table (one entry per key written) cost more than it saved.
 std::string_view InsertHintPrefix(std::string_view encoded);
 std::string HistoryKey(std::string_view key, Revision rev);
 // The smallest byte string greater than every history key of `key` and not greater than any

@@ -56,7 +56,10 @@ class InsertHintTransform : public rocksdb::SliceTransform {
     const std::string_view part = InsertHintPrefix(View(key));
     return rocksdb::Slice(part.data(), part.size());
   }
-  bool InDomain(const rocksdb::Slice&) const override { return true; }
+  // A key without a hint prefix is inserted by a search from the top.
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return !InsertHintPrefix(View(key)).empty();
+  }
 };
 
 constexpr absl::string_view kErrorPayloadUrl = "type.googleapis.com/kvstore.mvcc.Error";
@@ -389,9 +392,9 @@ absl::StatusOr<std::unique_ptr<rocksdb::DB>> MvccStore::OpenDb(const std::string
   // Point reads: a Get of the history entry the live keys in memory name.
   table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
-  // Most inserts land next to the last one with the same hint prefix (key_codec.h): the
-  // memtable finds the spot from there instead of searching from the top each time, which
-  // halves what applying a put costs once the memtable is large.
+  // The revision index's and the metadata's inserts land next to the last one with the same
+  // hint prefix (key_codec.h): the memtable finds the spot from there instead of searching
+  // from the top each time.
   db_options.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintTransform>();
 
   rocksdb::DB* raw = nullptr;
