@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
-#include "common/grpc_server.h"
 #include "etcd/etcdserverpb/rpc.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "kvstore/server/cluster_service.h"
@@ -215,7 +214,7 @@ absl::Status KvServer::Init() {
     builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
   }
   builder.SetMaxReceiveMessageSize(INT32_MAX);
-  common::UseOneIdleSyncThread(&builder);
+  peer_sync_threads_ = std::make_unique<common::QuietSyncThreads>(&builder);
   builder.RegisterService(transport_->service());
   peer_member_list_ = std::make_unique<PeerMemberList>(this);
   builder.RegisterService(peer_member_list_.get());

@@ -250,7 +250,7 @@ int main(int argc, char** argv) {
   // request gets its own error rather than a transport one.
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_request_bytes + 512 * 1024));
   builder.SetMaxSendMessageSize(INT32_MAX);
-  common::UseOneIdleSyncThread(&builder);
+  common::QuietSyncThreads quiet_sync_threads(&builder);
   builder.RegisterService(&kv);
   // Services register here, one block each.
   kvstore::server::LeaseService lease(server->get(), request_timeout);
