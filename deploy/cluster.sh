@@ -113,6 +113,17 @@ running_pid() {
   echo "$pid"
 }
 
+# Dies if something already listens on member I's client or peer port: the member could not
+# bind it, and whatever holds it would answer the health check in its place.
+require_free_ports() {
+  local i="$1" addr
+  for addr in "$(endpoint "$i")" "127.0.0.1:$(peer_port "$i")"; do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+      die "$addr is in use by another process (another cluster? see CLUSTER_PORT_BASE)"
+    fi
+  done
+}
+
 spawn() {
   local name="$1"
   local -a cmd
@@ -172,6 +183,7 @@ cmd_up() {
   local initial="" i
   for i in $(seq 1 "$members"); do
     initial="${initial:+$initial,}n$i=http://127.0.0.1:$(peer_port "$i")"
+    running_pid "n$i" >/dev/null || require_free_ports "$i"
   done
   for i in $(seq 1 "$members"); do
     local name="n$i"
@@ -326,6 +338,7 @@ cmd_restart() {
   member_index "$name" >/dev/null
   [ -f "$RUN/$name.args" ] && [ -d "$RUN/$name/data" ] || die "$name has no data in $RUN"
   stop_member "$name"
+  require_free_ports "$(member_index "$name")"
   # The same flags; its data dir exists, so the member restarts from it (etcd's "existing").
   sed -i 's/^new$/existing/' "$RUN/$name.args"
   spawn "$name"

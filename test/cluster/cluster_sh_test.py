@@ -158,6 +158,18 @@ class ClusterShTest(unittest.TestCase):
         self.sh("clean")
         self.assertFalse(os.path.exists(self.run_dir))
 
+    def test_up_refuses_a_port_in_use(self):
+        # Something else listens on n2's client port: up must say so and start nobody,
+        # rather than let the other process answer n2's health check.
+        port = self.base + 2000 + 379
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            p = self.sh("up", "--members", str(SIZE), ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"127.0.0.1:{port} is in use", p.stderr)
+        self.assertTrue(all(v[1] == "down" for v in self.status().values()))
+
     def test_readme_quick_start_as_written(self):
         """The README's quick start block, run by bash as a user would paste it (on this
         test's port base and run directory)."""
