@@ -28,6 +28,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -219,7 +220,8 @@ bool IsDigits(absl::string_view s) {
 }
 
 // Masks what legitimately differs between two members: ids (hex or decimal) become <id>,
-// other numbers (ports, indexes, sizes, versions) N.
+// other numbers (ports, indexes, sizes, versions) N, and how long a health check took
+// (a Go duration, whose unit changes with its size) <duration>.
 std::string Mask(const std::string& s) {
   auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
   auto digit = [](char c) { return c >= '0' && c <= '9'; };
@@ -246,7 +248,10 @@ std::string Mask(const std::string& s) {
       out += s[i++];
     }
   }
-  return out;
+  return absl::StrReplaceAll(out, {{"took = Nns", "took = <duration>"},
+                                   {"took = N\u00b5s", "took = <duration>"},
+                                   {"took = Nms", "took = <duration>"},
+                                   {"took = Ns", "took = <duration>"}});
 }
 
 // Whether `json` has "name":<a positive number>.
