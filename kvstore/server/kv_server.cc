@@ -214,7 +214,6 @@ absl::Status KvServer::Init() {
     builder.AddListeningPort(hp, grpc::InsecureServerCredentials());
   }
   builder.SetMaxReceiveMessageSize(INT32_MAX);
-  peer_sync_threads_ = std::make_unique<common::QuietSyncThreads>(&builder);
   builder.RegisterService(transport_->service());
   peer_member_list_ = std::make_unique<PeerMemberList>(this);
   builder.RegisterService(peer_member_list_.get());

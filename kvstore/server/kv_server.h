@@ -47,7 +47,6 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "common/grpc_server.h"
 #include "etcd/etcdserverpb/raft_internal.pb.h"
 #include "etcd/etcdserverpb/rpc.pb.h"
 #include "kvstore/server/applier.h"
@@ -295,8 +294,6 @@ class KvServer : public ApplyListener {
   // Driver thread: UpdateTransport waits one Ready (see FollowMembers).
   bool hold_transport_update_ = false;
   std::unique_ptr<PeerMemberList> peer_member_list_;
-  // Declared before the server: destroyed after it.
-  std::unique_ptr<common::QuietSyncThreads> peer_sync_threads_;
   std::unique_ptr<grpc::Server> peer_server_;
   // When this member applied its own removal (driver thread), or InfinitePast.
   mutable absl::Mutex removed_mu_;

@@ -26,7 +26,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/flags.h"
-#include "common/grpc_server.h"
 #include "common/http_endpoint.h"
 #include "kvstore/server/cluster_service.h"
 #include "kvstore/server/health_service.h"
@@ -250,7 +249,6 @@ int main(int argc, char** argv) {
   // request gets its own error rather than a transport one.
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_request_bytes + 512 * 1024));
   builder.SetMaxSendMessageSize(INT32_MAX);
-  common::QuietSyncThreads quiet_sync_threads(&builder);
   builder.RegisterService(&kv);
   // Services register here, one block each.
   kvstore::server::LeaseService lease(server->get(), request_timeout);
