@@ -118,7 +118,8 @@ running_pid() {
 require_free_ports() {
   local i="$1" addr
   for addr in "$(endpoint "$i")" "127.0.0.1:$(peer_port "$i")"; do
-    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+    # A connect that succeeds means a listener; bounded, in case its backlog is full.
+    if timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "${addr%:*}" "${addr##*:}" 2>/dev/null; then
       die "$addr is in use by another process (another cluster? see CLUSTER_PORT_BASE)"
     fi
   done
@@ -175,15 +176,18 @@ cmd_up() {
       die "$RUN holds a $MEMBERS-member cluster on port base $BASE; run 'cluster.sh clean' first"
     fi
   fi
+  local i
+  for i in $(seq 1 "$members"); do
+    running_pid "n$i" >/dev/null || require_free_ports "$i"
+  done
   local kvstore
   kvstore="$(kvstore_bin)"
   mkdir -p "$RUN"
   printf 'MEMBERS=%s\nBASE=%s\n' "$members" "$BASE" >"$RUN/cluster.env"
   MEMBERS="$members"
-  local initial="" i
+  local initial=""
   for i in $(seq 1 "$members"); do
     initial="${initial:+$initial,}n$i=http://127.0.0.1:$(peer_port "$i")"
-    running_pid "n$i" >/dev/null || require_free_ports "$i"
   done
   for i in $(seq 1 "$members"); do
     local name="n$i"
