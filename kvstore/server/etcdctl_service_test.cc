@@ -284,6 +284,9 @@ TEST(MaskTest, HidesIdsAndNumbersOnly) {
   EXPECT_EQ(Mask("Error: etcdserver: bad leader transferee"),
             "Error: etcdserver: bad leader transferee");
   EXPECT_NE(Mask("TTL(60s)"), Mask("TTL(60m)"));
+  // How long a health check took: its unit changes with its size.
+  EXPECT_EQ(Mask("127.0.0.1:2379 is healthy: successfully committed proposal: took = 1.2ms"),
+            Mask("127.0.0.1:2379 is healthy: successfully committed proposal: took = 950\u00b5s"));
 }
 
 TEST_F(EtcdctlServiceTest, Leases) {
