@@ -108,9 +108,12 @@ class ClusterShTest(unittest.TestCase):
                 self.fail(f"{what}: not within {timeout}s; last status {st}")
             time.sleep(0.3)
 
+    def client_port(self, i):
+        """Member n<i>'s client port, as cluster.sh lays ports out."""
+        return self.base + 1000 * i + 379
+
     def etcdctl(self, name, *args):
-        i = int(name[1:])
-        ep = f"127.0.0.1:{self.base + 1000 * i + 379}"
+        ep = f"127.0.0.1:{self.client_port(int(name[1:]))}"
         p = subprocess.run([ARGS.etcdctl, f"--endpoints={ep}", "--command-timeout=5s", *args],
                            env=dict(os.environ, ETCDCTL_API="3"), capture_output=True,
                            text=True, timeout=30)
@@ -120,7 +123,7 @@ class ClusterShTest(unittest.TestCase):
     def test_up_status_kill_restart_down(self):
         up = self.sh("up", "--members", str(SIZE))
         for i in range(1, SIZE + 1):
-            self.assertIn(f"http://127.0.0.1:{self.base + 1000 * i + 379}", up.stdout)
+            self.assertIn(f"http://127.0.0.1:{self.client_port(i)}", up.stdout)
         self.assertIn("etcdctl --endpoints=", up.stdout)
 
         st = self.wait_status("one leader, all healthy", lambda st: sorted(
@@ -161,7 +164,7 @@ class ClusterShTest(unittest.TestCase):
     def test_up_refuses_a_port_in_use(self):
         # Something else listens on n2's client port: up must say so and start nobody,
         # rather than let the other process answer n2's health check.
-        port = self.base + 2000 + 379
+        port = self.client_port(2)
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))
             s.listen()
