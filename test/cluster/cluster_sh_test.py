@@ -56,6 +56,19 @@ def free_base():
     raise AssertionError("no free port base for cluster.sh")
 
 
+SCHED_BATCH = 3  # Linux's number for the class
+
+
+def thread_policies(pid):
+    """The scheduling classes of the process's threads (field 41 of /proc/PID/task/TID/stat)."""
+    policies = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            after_comm = f.read().rsplit(")", 1)[1].split()
+        policies.add(int(after_comm[41 - 3]))
+    return policies
+
+
 class ClusterShTest(unittest.TestCase):
     def setUp(self):
         self.run_dir = tempfile.mkdtemp(prefix="cluster-sh-")
@@ -131,6 +144,9 @@ class ClusterShTest(unittest.TestCase):
                 "follower", "follower", "leader"])
         leader = next(n for n, v in st.items() if v[2] == "leader")
         self.assertEqual(self.etcdctl("n1", "put", "k", "v1").strip(), "OK")
+        # Every thread of every member runs in SCHED_BATCH (kvstore's --cpu-scheduling).
+        for name, (pid, *_) in st.items():
+            self.assertEqual(thread_policies(int(pid)), {SCHED_BATCH}, name)
 
         # kill the leader: shown down, the others elect a leader and take writes.
         self.assertIn(f"killed {leader}", self.sh("kill", leader).stdout)
