@@ -14,12 +14,15 @@
 # (default 5s), AB_PORT_BASE (default 3000; the cluster's ports as deploy/cluster.sh's
 # CLUSTER_PORT_BASE), AB_TARGET=leader or follower to send everything to that member
 # (single-client latency: AB_TARGET=leader test/bench/ab_cluster.sh OLD NEW --workload put).
+# deploy/cluster.sh starts each member in a session of its own (setsid), so with Linux's
+# autogroups every member is a scheduling group of its own, as under a service manager;
+# kv_bench.sh starts everything in one session, where context switches cost less.
 # Never part of CI.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 if (($# < 2)); then
-  sed -n '2,17p' "$0" >&2
+  sed -n '2,20p' "$0" >&2
   exit 2
 fi
 BINS=("$1" "$2")
