@@ -7,7 +7,7 @@
 // the work is cut into slices too thin to batch. In SCHED_BATCH a woken thread waits for
 // the running one's slice to end (or for an idle core, which it gets at once): the same
 // work, at the same nice level and CPU share, with far fewer switches. Measured on a
-// 2-core machine at 256 clients (docs/benchmarks.md): about 12% less CPU per put with the
+// 2-core machine at 256 clients (docs/benchmarks.md): about 10% less CPU per put with the
 // whole cluster in one session, half as much with each member in a session of its own as
 // deploy/cluster.sh and service managers start them; single-client latency unchanged.
 //

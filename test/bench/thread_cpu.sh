@@ -60,12 +60,12 @@ for line in open(before_file):
 by_name = collections.defaultdict(lambda: [0, 0, 0])
 total = collections.defaultdict(lambda: [0, 0, 0])
 for line in open(after_file):
-    pid, name, *now = line.split()
-    tid = now.pop(1)
+    pid, name, ticks, tid, vol, invol = line.split()
+    now = (int(ticks), int(vol), int(invol))
     was = before.get((pid, tid), (0, 0, 0))
     for i in range(3):
-        by_name[(pid, name)][i] += int(now[i]) - was[i]
-        total[pid][i] += int(now[i]) - was[i]
+        by_name[(pid, name)][i] += now[i] - was[i]
+        total[pid][i] += now[i] - was[i]
 us = lambda t: t * 1e6 / hz / max(ops, 1)
 per_op = lambda n: n / max(ops, 1)
 for pid in sorted(total):
