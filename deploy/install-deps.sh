@@ -9,7 +9,7 @@ PACKAGES=(
   # libraries (see docs/architecture.md for what each is used for)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libspdlog-dev libyaml-cpp-dev libcpp-httplib-dev libssl-dev
+  libspdlog-dev libyaml-cpp-dev libcpp-httplib-dev libssl-dev libjemalloc-dev
   # real peers used by compatibility, failure and benchmark tests
   etcd-server etcd-client python3 python3-etcd3 python3-grpcio python3-protobuf haproxy iproute2 procps util-linux
 )

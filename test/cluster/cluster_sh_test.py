@@ -144,9 +144,14 @@ class ClusterShTest(unittest.TestCase):
                 "follower", "follower", "leader"])
         leader = next(n for n, v in st.items() if v[2] == "leader")
         self.assertEqual(self.etcdctl("n1", "put", "k", "v1").strip(), "OK")
-        # Every thread of every member runs in SCHED_BATCH (kvstore's --cpu-scheduling).
+        # Every thread of every member runs in SCHED_BATCH (kvstore's --cpu-scheduling), and
+        # allocates with jemalloc unless built with a sanitizer (CMakeLists.txt).
         for name, (pid, *_) in st.items():
             self.assertEqual(thread_policies(int(pid)), {SCHED_BATCH}, name)
+            with open(f"/proc/{pid}/maps") as f:
+                maps = f.read()
+            if "libasan" not in maps and "libtsan" not in maps:
+                self.assertIn("libjemalloc", maps, name)
 
         # kill the leader: shown down, the others elect a leader and take writes.
         self.assertIn(f"killed {leader}", self.sh("kill", leader).stdout)
