@@ -72,6 +72,12 @@ void RaftDriver::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  // The driver thread is gone: a flush still running ends here and its snapshot is
+  // recorded on this thread, so that a restart replays no more than it must.
+  if (flush_thread_.joinable()) {
+    flush_thread_.join();
+    MaybeSnapshot();
+  }
   FailEverything(StoppedError());
 }
 
@@ -390,38 +396,59 @@ void RaftDriver::SendSnapshot(raft::Message m) {
 void RaftDriver::MaybeSnapshot() {
   Snapshotter* const snapshotter = options_.snapshotter;
   if (snapshotter == nullptr || options_.snapshot_count == 0) return;
+  if (pending_snapshot_) {
+    std::optional<absl::StatusOr<uint64_t>> flushed;
+    {
+      absl::MutexLock l(&flush_mu_);
+      flushed.swap(flushed_);
+    }
+    if (!flushed) return;                                // still flushing
+    if (flush_thread_.joinable()) flush_thread_.join();  // Stop() may have joined it
+    FinishSnapshot(*std::move(flushed));
+    return;
+  }
   const uint64_t applied = sm_->AppliedIndex();
-  const uint64_t last = log_->snapshot_meta().index;
-  if (applied < last + options_.snapshot_count) return;
-  const absl::Time start = clock_->Now();
-  absl::StatusOr<uint64_t> durable = snapshotter->Flush();
+  if (applied < log_->snapshot_meta().index + options_.snapshot_count) return;
+  // Flushing a memtable takes a few hundred milliseconds: on a thread of its own, while
+  // this one goes on applying. Flush() makes durable at least what was applied before it
+  // started, so at least `applied`, whose configuration is the core's now.
+  pending_snapshot_ = PendingSnapshot{applied, node_->Status().conf_state, clock_->Now()};
+  flush_thread_ = std::thread([this, snapshotter] {
+    absl::StatusOr<uint64_t> durable = snapshotter->Flush();
+    absl::MutexLock l(&flush_mu_);
+    flushed_ = std::move(durable);
+  });
+}
+
+void RaftDriver::FinishSnapshot(absl::StatusOr<uint64_t> durable) {
+  const PendingSnapshot snap = *std::exchange(pending_snapshot_, std::nullopt);
   if (!durable.ok()) {
     spdlog::error("flushing the state machine failed: {}", durable.status().ToString());
     return;
   }
-  // Flush() ran on this thread after every applied entry: the durable index is the applied
-  // one, and the core's configuration is the one at it.
-  if (*durable != applied || *durable <= last) {
-    spdlog::warn("state machine durable at {}, applied {}: no snapshot", *durable, applied);
+  // A snapshot installed meanwhile may have moved the log past this one.
+  const uint64_t last = log_->snapshot_meta().index;
+  if (*durable < snap.index || snap.index <= last) {
+    spdlog::warn("state machine durable at {}, snapshot due at {}, log's at {}: no snapshot",
+                 *durable, snap.index, last);
     return;
   }
-  const raft::ConfState cs = node_->Status().conf_state;
-  if (absl::Status s = log_->CreateSnapshot(*durable, cs, ""); !s.ok()) {
-    spdlog::error("recording the snapshot at {} failed: {}", *durable, s.ToString());
+  if (absl::Status s = log_->CreateSnapshot(snap.index, snap.conf_state, ""); !s.ok()) {
+    spdlog::error("recording the snapshot at {} failed: {}", snap.index, s.ToString());
     return;
   }
   // Never above the durable index: a crash may take the state machine back to it, and the
   // log must then hold everything after it.
   const uint64_t compact =
-      *durable > options_.catchup_entries ? *durable - options_.catchup_entries : 0;
+      snap.index > options_.catchup_entries ? snap.index - options_.catchup_entries : 0;
   if (compact >= log_->FirstIndex()) {
     if (absl::Status s = log_->Compact(compact); !s.ok()) {
       spdlog::error("compacting the raft log to {} failed: {}", compact, s.ToString());
       return;
     }
   }
-  spdlog::info("snapshot at index {}; raft log starts at {} ({})", *durable, log_->FirstIndex(),
-               absl::FormatDuration(clock_->Now() - start));
+  spdlog::info("snapshot at index {}; raft log starts at {} ({} after the flush started)",
+               snap.index, log_->FirstIndex(), absl::FormatDuration(clock_->Now() - snap.started));
 }
 
 void RaftDriver::HandleReadStates(const std::vector<raft::ReadState>& states) {
@@ -453,6 +480,7 @@ void RaftDriver::PublishStatus() {
   status_.commit = st.hard_state.commit;
   status_.applied = applied_.load(std::memory_order_acquire);
   status_.last_index = st.last_index;
+  status_.snapshot_index = log_->snapshot_meta().index;
   status_.conf_state = st.conf_state;
   status_.match.clear();
   if (st.soft_state.role == raft::Role::kLeader) {

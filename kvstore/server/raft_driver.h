@@ -11,10 +11,11 @@
 // requests that queue up likewise share one ReadIndex round.
 //
 // Snapshots (with a Snapshotter): every snapshot_count applied entries the driver flushes
-// the state machine, records a Raft snapshot at the durable index and compacts the log
-// behind it; a MsgSnap the core emits goes out with a fresh checkpoint of the state
-// machine (Transport::SendSnapshot); a snapshot in a Ready is installed in the state
-// machine before the log records it.
+// the state machine on a thread of its own (applying goes on meanwhile), then records a
+// Raft snapshot at the index applied when the flush started and compacts the log behind it; a
+// MsgSnap the core emits goes out with a fresh checkpoint of the state machine
+// (Transport::SendSnapshot); a snapshot in a Ready is installed in the state machine before the log
+// records it.
 //
 // Threads: every public method may be called from any thread. The node, the log store and
 // the StateMachine are used only on the driver thread. Callbacks run on the driver thread
@@ -31,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -120,6 +122,8 @@ struct DriverStatus {
   uint64_t commit = 0;
   uint64_t applied = 0;
   uint64_t last_index = 0;
+  // The index of the log's last snapshot.
+  uint64_t snapshot_index = 0;
   raft::ConfState conf_state;
   // On the leader: how far each member's log is known to match the leader's (its own
   // included). Empty on other members.
@@ -230,8 +234,11 @@ class RaftDriver : public MessageSink {
   void InstallSnapshot(const raft::Snapshot& snap);
   // Sends a MsgSnap with a fresh checkpoint of the state machine, at its applied index.
   void SendSnapshot(raft::Message m);
-  // Takes a snapshot and compacts the log once snapshot_count entries were applied.
+  // Once snapshot_count entries were applied since the last snapshot, starts flushing the
+  // state machine on flush_thread_; once that flush is done, records the snapshot.
   void MaybeSnapshot();
+  // Records the snapshot whose flush ended with `durable`, and compacts the log behind it.
+  void FinishSnapshot(absl::StatusOr<uint64_t> durable);
   void ResolveReads();
   void PublishStatus() ABSL_LOCKS_EXCLUDED(mu_);
   void FailEverything(const absl::Status& s) ABSL_LOCKS_EXCLUDED(mu_);
@@ -276,6 +283,18 @@ class RaftDriver : public MessageSink {
   std::vector<Done> reads_unasked_;
   std::vector<Done> reads_in_round_;
   std::deque<ReadWaiter> reads_confirmed_;
+  // The snapshot being taken (driver thread): the index applied and the configuration when
+  // its flush started.
+  struct PendingSnapshot {
+    uint64_t index = 0;
+    raft::ConfState conf_state;
+    absl::Time started;
+  };
+  std::optional<PendingSnapshot> pending_snapshot_;
+  // Runs Snapshotter::Flush() for pending_snapshot_, and leaves its outcome in flushed_.
+  std::thread flush_thread_;
+  absl::Mutex flush_mu_;
+  std::optional<absl::StatusOr<uint64_t>> flushed_ ABSL_GUARDED_BY(flush_mu_);
 };
 
 }  // namespace kvstore::server

@@ -193,8 +193,21 @@ class FlushingStateMachine : public StateMachine, public Snapshotter {
   }
   absl::StatusOr<uint64_t> Flush() override {
     absl::MutexLock l(&mu_);
-    durable_ = last_;
+    const uint64_t applied = last_;  // what the flush takes: everything applied so far
+    mu_.Await(absl::Condition(
+        +[](bool* held) { return !*held; }, &flush_held_));
+    durable_ = applied;
+    ++flushes_;
     return durable_;
+  }
+  // While held, Flush() waits (a slow memtable flush); applying goes on meanwhile.
+  void HoldFlushes(bool held) {
+    absl::MutexLock l(&mu_);
+    flush_held_ = held;
+  }
+  int flushes() const {
+    absl::MutexLock l(&mu_);
+    return flushes_;
   }
   absl::StatusOr<std::string> Checkpoint() override {
     return absl::UnimplementedError("one member");
@@ -217,6 +230,8 @@ class FlushingStateMachine : public StateMachine, public Snapshotter {
   std::vector<std::string> applied_ ABSL_GUARDED_BY(mu_);
   uint64_t last_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t durable_ ABSL_GUARDED_BY(mu_) = 0;
+  bool flush_held_ ABSL_GUARDED_BY(mu_) = false;
+  int flushes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 TEST_F(RaftDriverTest, SnapshotsAtTheDurableIndexAndCompactsBehindIt) {
@@ -238,11 +253,12 @@ TEST_F(RaftDriverTest, SnapshotsAtTheDurableIndexAndCompactsBehindIt) {
     // Fewer than snapshot_count: these stay after the last snapshot.
     for (int i = 0; i < 5; ++i) (*driver)->Propose("q" + std::to_string(i), [](absl::Status) {});
     ASSERT_TRUE(WaitFor([&] { return sm.applied().size() == 105; }));
+    ASSERT_TRUE(WaitFor([&] { return (*driver)->Status().snapshot_index >= 80; }));
     (*driver)->Stop();
     snapshot_index = log->snapshot_meta().index;
     last_index = log->LastIndex();
     EXPECT_GE(snapshot_index, 80u);
-    EXPECT_EQ(snapshot_index, sm.durable());  // the last flush is the snapshot
+    EXPECT_EQ(snapshot_index, sm.durable());  // Stop() records a flush still running
     EXPECT_EQ(log->snapshot_meta().conf_state.voters, std::vector<uint64_t>{1});
     EXPECT_EQ(log->FirstIndex(), snapshot_index - 5 + 1);
   }
@@ -260,6 +276,42 @@ TEST_F(RaftDriverTest, SnapshotsAtTheDurableIndexAndCompactsBehindIt) {
   EXPECT_EQ(replayed.size(), last_index - snapshot_index);
   ASSERT_GE(replayed.size(), 5u);
   EXPECT_EQ(replayed.back(), "q4");
+}
+
+// The state machine's flush runs beside the driver: entries go on being applied while it
+// takes its time, and the snapshot is taken at the index applied when it started.
+TEST_F(RaftDriverTest, AppliesOnWhileTheSnapshotFlushRuns) {
+  RaftDriver::Options o = FastOptions();
+  o.snapshot_count = 20;
+  o.catchup_entries = 5;
+  auto log = OpenLog(/*bootstrap=*/true);
+  FlushingStateMachine sm(/*durable=*/1);
+  o.snapshotter = &sm;
+  auto driver = RaftDriver::Create(o, log.get(), &sm, nullptr, common::RealClock::Get());
+  ASSERT_TRUE(driver.ok()) << driver.status();
+  sm.HoldFlushes(true);
+  (*driver)->Start();
+  ASSERT_TRUE(WaitFor([&] { return (*driver)->Status().role == raft::Role::kLeader; }));
+  const uint64_t bootstrapped = (*driver)->Status().snapshot_index;
+  for (int i = 0; i < 30; ++i) (*driver)->Propose("p" + std::to_string(i), [](absl::Status) {});
+  ASSERT_TRUE(WaitFor([&] { return sm.applied().size() == 30; }));
+  const uint64_t started_at = sm.AppliedIndex();
+  // The flush is held: proposals are still applied.
+  for (int i = 0; i < 30; ++i) (*driver)->Propose("q" + std::to_string(i), [](absl::Status) {});
+  ASSERT_TRUE(WaitFor([&] { return sm.applied().size() == 60; }));
+  EXPECT_EQ((*driver)->Status().snapshot_index, bootstrapped);
+  EXPECT_EQ(sm.flushes(), 0);
+
+  sm.HoldFlushes(false);
+  ASSERT_TRUE(WaitFor([&] { return (*driver)->Status().snapshot_index != bootstrapped; }));
+  // Taken at what was applied when the flush began (with all 30 "p"s), not at what was
+  // applied when it ended.
+  const uint64_t snapshot_index = (*driver)->Status().snapshot_index;
+  EXPECT_GE(snapshot_index, bootstrapped + 20);
+  EXPECT_LE(snapshot_index, started_at);
+  EXPECT_LE(snapshot_index, sm.durable());
+  (*driver)->Stop();
+  EXPECT_EQ(log->FirstIndex(), log->snapshot_meta().index - 5 + 1);
 }
 
 TEST_F(RaftDriverTest, ProposalsAfterStopFailWithStopped) {
