@@ -402,8 +402,9 @@ void RaftDriver::MaybeSnapshot() {
       absl::MutexLock l(&flush_mu_);
       flushed.swap(flushed_);
     }
-    if (!flushed) return;                                // still flushing
-    if (flush_thread_.joinable()) flush_thread_.join();  // Stop() may have joined it
+    if (!flushed) return;  // still flushing
+    // Joined here, or by Stop() once the driver thread is gone.
+    if (flush_thread_.joinable()) flush_thread_.join();
     FinishSnapshot(*std::move(flushed));
     return;
   }
@@ -414,6 +415,7 @@ void RaftDriver::MaybeSnapshot() {
   // started, so at least `applied`, whose configuration is the core's now.
   pending_snapshot_ = PendingSnapshot{applied, node_->Status().conf_state, clock_->Now()};
   flush_thread_ = std::thread([this, snapshotter] {
+    pthread_setname_np(pthread_self(), "raft-flush");
     absl::StatusOr<uint64_t> durable = snapshotter->Flush();
     absl::MutexLock l(&flush_mu_);
     flushed_ = std::move(durable);

@@ -18,7 +18,8 @@
 // records it.
 //
 // Threads: every public method may be called from any thread. The node, the log store and
-// the StateMachine are used only on the driver thread. Callbacks run on the driver thread
+// the StateMachine are used only on the driver thread; Snapshotter::Flush() runs on a
+// flush thread of the driver's ("raft-flush"). Callbacks run on the driver thread
 // and must not block.
 //
 // Ownership: the log store, state machine, transport and clock are not owned and must
@@ -66,11 +67,13 @@ class StateMachine {
 };
 
 // How the driver snapshots the state machine, and installs the state a leader sent. Called
-// on the driver thread only, between applying one Ready's entries and the next's.
+// on the driver thread between applying one Ready's entries and the next's, except Flush().
 class Snapshotter {
  public:
   virtual ~Snapshotter() = default;
-  // Persists everything applied so far; returns the applied index that is now durable.
+  // Persists at least everything applied before the call; returns the applied index that
+  // is now durable. Runs on a thread of the driver's own, at the same time as Apply(),
+  // Checkpoint() and Install() on the driver thread.
   virtual absl::StatusOr<uint64_t> Flush() = 0;
   // Writes a consistent copy of the state machine, at its AppliedIndex(), into a new
   // directory for a peer, and returns that directory (the transport deletes it once sent).
@@ -154,7 +157,7 @@ class RaftDriver : public MessageSink {
     // Not owned; null: the log is never compacted and a snapshot from a leader is fatal.
     Snapshotter* snapshotter = nullptr;
     // etcd's --snapshot-count: once this many entries were applied since the last
-    // snapshot, the driver takes one at the state machine's durable index, and compacts
+    // snapshot, the driver takes one at an index the state machine made durable, and compacts
     // the log up to catchup_entries before it (etcd's snapshot-catchup-entries), so that
     // a follower that is only a little behind gets entries, not a snapshot.
     uint64_t snapshot_count = 100000;
