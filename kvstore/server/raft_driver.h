@@ -12,10 +12,10 @@
 //
 // Snapshots (with a Snapshotter): every snapshot_count applied entries the driver flushes
 // the state machine on a thread of its own (applying goes on meanwhile), then records a
-// Raft snapshot at the index applied when the flush started and compacts the log behind it; a
-// MsgSnap the core emits goes out with a fresh checkpoint of the state machine
-// (Transport::SendSnapshot); a snapshot in a Ready is installed in the state machine before the log
-// records it.
+// Raft snapshot at the index applied when the flush started and compacts the log behind
+// it; a MsgSnap the core emits goes out with a fresh checkpoint of the state machine
+// (Transport::SendSnapshot); a snapshot in a Ready is installed in the state machine
+// before the log records it.
 //
 // Threads: every public method may be called from any thread. The node, the log store and
 // the StateMachine are used only on the driver thread; Snapshotter::Flush() runs on a
