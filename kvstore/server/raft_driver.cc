@@ -74,10 +74,7 @@ void RaftDriver::Stop() {
   if (thread_.joinable()) thread_.join();
   // The driver thread is gone: a flush still running ends here and its snapshot is
   // recorded on this thread, so that a restart replays no more than it must.
-  if (flush_thread_.joinable()) {
-    flush_thread_.join();
-    MaybeSnapshot();
-  }
+  if (pending_snapshot_) FinishSnapshot();
   FailEverything(StoppedError());
 }
 
@@ -397,15 +394,12 @@ void RaftDriver::MaybeSnapshot() {
   Snapshotter* const snapshotter = options_.snapshotter;
   if (snapshotter == nullptr || options_.snapshot_count == 0) return;
   if (pending_snapshot_) {
-    std::optional<absl::StatusOr<uint64_t>> flushed;
+    bool flushed;
     {
       absl::MutexLock l(&flush_mu_);
-      flushed.swap(flushed_);
+      flushed = flushed_.has_value();
     }
-    if (!flushed) return;  // still flushing
-    // Joined here, or by Stop() once the driver thread is gone.
-    if (flush_thread_.joinable()) flush_thread_.join();
-    FinishSnapshot(*std::move(flushed));
+    if (flushed) FinishSnapshot();
     return;
   }
   const uint64_t applied = sm_->AppliedIndex();
@@ -422,8 +416,15 @@ void RaftDriver::MaybeSnapshot() {
   });
 }
 
-void RaftDriver::FinishSnapshot(absl::StatusOr<uint64_t> durable) {
+void RaftDriver::FinishSnapshot() {
+  flush_thread_.join();
   const PendingSnapshot snap = *std::exchange(pending_snapshot_, std::nullopt);
+  std::optional<absl::StatusOr<uint64_t>> flushed;  // set: the flush thread ended
+  {
+    absl::MutexLock l(&flush_mu_);
+    flushed.swap(flushed_);
+  }
+  const absl::StatusOr<uint64_t>& durable = *flushed;
   if (!durable.ok()) {
     spdlog::error("flushing the state machine failed: {}", durable.status().ToString());
     return;

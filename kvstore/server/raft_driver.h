@@ -240,8 +240,9 @@ class RaftDriver : public MessageSink {
   // Once snapshot_count entries were applied since the last snapshot, starts flushing the
   // state machine on flush_thread_; once that flush is done, records the snapshot.
   void MaybeSnapshot();
-  // Records the snapshot whose flush ended with `durable`, and compacts the log behind it.
-  void FinishSnapshot(absl::StatusOr<uint64_t> durable);
+  // Waits for pending_snapshot_'s flush, records the snapshot and compacts the log behind
+  // it. On the driver thread, or in Stop() once that thread is gone.
+  void FinishSnapshot();
   void ResolveReads();
   void PublishStatus() ABSL_LOCKS_EXCLUDED(mu_);
   void FailEverything(const absl::Status& s) ABSL_LOCKS_EXCLUDED(mu_);
